@@ -1,0 +1,71 @@
+"""The batch-miner interface and the vectorised helpers every miner shares.
+
+A miner turns one batch of embeddings and labels into the indices a loss is computed on. It
+declares the kind of its result in ``output``; a loss lists the kinds it can consume, so new
+result kinds (e.g. npair/lifted's anchor, positive-set, negative-set tuples) extend the registry
+without touching the existing losses. Mining runs on detached embeddings; every random choice goes
+through the torch generator of the embeddings' device, so a global seed makes it deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+
+class BatchMiner:
+    """Base class: ``miner(embeds B×D, labels B) -> LongTensor T×3`` of (anchor, positive,
+    negative) batch indices on the embeddings' device.
+
+    Subclasses implement :meth:`mine` and may override ``output`` when they return something other
+    than triplets.
+    """
+
+    output = "triplets"
+    registry_key: str
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        del opt
+
+    def __call__(self, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.mine(embeds.detach(), labels.to(embeds.device))
+
+    def mine(self, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def pairwise_distances(embeds: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance matrix B×B (exactly 0 on the diagonal), in float32 or better."""
+    x = embeds.float() if embeds.dtype in (torch.float16, torch.bfloat16) else embeds
+    squared = x.pow(2).sum(1)
+    gram = x @ x.T
+    dist2 = (squared[:, None] + squared[None, :] - 2 * gram).clamp_min(0)
+    dist2.fill_diagonal_(0)
+    return dist2.sqrt()
+
+
+def class_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean B×B masks: ``positives[a, p]`` same class and a≠p, ``negatives[a, n]`` other class."""
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    return same & ~eye, ~same
+
+
+def random_choice(mask: torch.Tensor) -> torch.Tensor:
+    """One column per row, uniform among the row's True entries (rows without any: arbitrary)."""
+    scores = torch.rand(mask.shape, device=mask.device)
+    return scores.masked_fill(~mask, -1.0).argmax(1)
+
+
+def fallback(preferred: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Per row: the preferred mask where it has an entry, else the allowed mask."""
+    return torch.where(preferred.any(1, keepdim=True), preferred, allowed)
+
+
+def triplets(
+    anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """Stack three index vectors into the T×3 int64 triplet tensor."""
+    return torch.stack([anchors, positives, negatives], dim=1).long()

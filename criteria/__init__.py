@@ -1,0 +1,34 @@
+"""Losses: ``CRITERIA`` maps ``--loss`` keys to :class:`criteria.base.Criterion` subclasses.
+
+``build(opt)`` builds the loss together with the batch miner it needs and checks that the pair is
+compatible (by the miner's registry key and result kind).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import batch_mining
+from registry import Registry
+from utilities.errors import ConfigError
+
+CRITERIA = Registry("loss", "--loss")
+
+from criteria import contrastive, margin, triplet  # noqa: F401
+from criteria.base import Criterion
+
+
+def build(opt: argparse.Namespace) -> Criterion:
+    """The loss selected by ``--loss``, with its ``--batch_mining`` miner when it needs one."""
+    loss_class = CRITERIA.get(opt.loss)
+    miner = None
+    if loss_class.requires_batchminer:
+        miner_key = batch_mining.MINERS.get(opt.batch_mining).registry_key
+        allowed = loss_class.allowed_miners
+        if miner_key not in allowed:
+            raise ConfigError(
+                f"--batch_mining: miner {miner_key!r} cannot be used with --loss {opt.loss}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+        miner = batch_mining.build(opt)
+    return loss_class(opt, miner)

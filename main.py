@@ -1,0 +1,228 @@
+"""Train a deep metric learning model: the recipe, top to bottom.
+
+    python main.py                                   # digits + c2f2, a few minutes on a CPU
+    python main.py --dataset cub200 --loss margin --batch_mining distance --source_path DATA
+    python main.py --resume Training_Results/digits/<run>/checkpoint_last.pth
+
+Every epoch: train, evaluate each split (Test, Val with --use_tv_split, Train unless
+--no_train_metrics), write a per-split checkpoint when a --storage_metrics value improves, write
+checkpoint_last.pth (everything needed to resume), CSV logs and PNG curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pathlib
+import sys
+import time
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import architectures
+import criteria
+import datasampler
+import datasets
+import metrics
+import parameters
+from utilities.checkpoint import load_checkpoint, plain_options, save_checkpoint
+from utilities.device import select_device
+from utilities.embedding import evaluate_dataset
+from utilities.errors import ConfigError, TrainingError, one_line
+from utilities.logger import RunLog, summary
+from utilities.online_logging import OnlineLogger
+from utilities.optimization import build_optimizer, build_scheduler
+from utilities.precision import Precision
+from utilities.run_setup import make_run_dir, resumed_options, write_json
+from utilities.seeding import rng_state, seed_everything, set_rng_state
+from utilities.training_step import StandardStep
+
+
+def train(argv: Sequence[str] | None = None) -> dict[str, float]:
+    opt, explicit = parameters.parse_args(argv)
+    resume = None
+    if opt.resume:
+        resume = load_checkpoint(opt.resume, "--resume")
+        if resume["kind"] != "last":
+            raise ConfigError(
+                f"--resume: {opt.resume} is a best-model checkpoint without optimizer state; "
+                "resume from checkpoint_last.pth"
+            )
+        opt = resumed_options(resume["options"], opt, explicit)
+        run_dir = pathlib.Path(opt.resume).resolve().parent
+    else:
+        run_dir = make_run_dir(opt)
+
+    device = select_device(opt)
+    seed_everything(opt.seed)
+
+    # Data: transforms follow the architecture's input size, channels and normalisation.
+    data = datasets.build(opt, architectures.input_spec(opt.arch))
+    opt.n_classes = len(set(data.train.labels.tolist()))
+    sampler = datasampler.build(opt, data.train.labels)
+    train_loader = DataLoader(
+        data.train,
+        batch_sampler=sampler,
+        num_workers=opt.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    eval_splits = {"Test": data.test}
+    if data.val is not None:
+        eval_splits["Val"] = data.val
+    if not opt.no_train_metrics:
+        eval_splits["Train"] = data.evaluation
+
+    # Model, loss (with its miner), optimizer over both, schedule.
+    model = architectures.build(opt).to(device)
+    criterion = criteria.build(opt).to(device)
+    optimizer = build_optimizer(opt, model, criterion)
+    scheduler = build_scheduler(opt, optimizer)
+    precision = Precision(opt.amp, device)
+    step = StandardStep(model, criterion, precision)
+    evaluator = metrics.Evaluator(opt.evaluation_metrics, kmeans_seed=opt.seed)
+
+    log = RunLog(run_dir)
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        criterion.load_state_dict(resume["criterion"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        precision.load_state_dict(resume["scaler"])
+        sampler.load_state_dict(resume["sampler"])
+        step.load_state_dict(resume["training_step"])
+        log.history = resume["history"]
+        start_epoch = resume["epoch"]
+        set_rng_state(resume["rng"])
+    write_json(run_dir / "options.json", plain_options(opt))
+    online = OnlineLogger(opt, run_dir, resume.get("wandb_id") if resume else None)
+    print(
+        f"{opt.dataset}: {len(data.train)} train / {len(data.test)} test images, "
+        f"{opt.n_classes} train classes | loss {opt.loss}"
+        f"{' + ' + opt.batch_mining if criterion.requires_batchminer else ''} | {opt.arch} "
+        f"({sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable) | "
+        f"device {device} | run folder {run_dir}"
+    )
+
+    last_results: dict[str, dict[str, float]] = {}
+    for epoch in range(start_epoch + 1, opt.n_epochs + 1):
+        started = time.time()
+        loss = train_one_epoch(step, train_loader, optimizer, precision, device, epoch, opt)
+        train_time = time.time() - started
+        last_results = {
+            split: evaluate_dataset(
+                evaluator,
+                model,
+                dataset,
+                batch_size=opt.bs,
+                num_workers=opt.num_workers,
+                device=device,
+                precision=precision,
+                name=split,
+            )
+            for split, dataset in eval_splits.items()
+        }
+        scheduler.step()
+
+        improved = [
+            (split, name)
+            for split, values in last_results.items()
+            for name in opt.storage_metrics
+            if (best := log.best(split, name)) is None or values[name] > best
+        ]
+        log.log("Train", epoch, {"loss": loss, "time": train_time, **last_results.get("Train", {})})
+        for split, values in last_results.items():
+            if split != "Train":
+                log.log(split, epoch, values)
+        state = {
+            "model": model.state_dict(),
+            "criterion": criterion.state_dict(),
+            "options": plain_options(opt),
+            "epoch": epoch,
+            "history": log.history,
+        }
+        for split, name in improved:
+            save_checkpoint(run_dir / f"checkpoint_{split}_{name}.pth", "best", **state)
+        save_checkpoint(
+            run_dir / "checkpoint_last.pth",
+            "last",
+            **state,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            scaler=precision.state_dict(),
+            sampler=sampler.state_dict(),
+            training_step=step.state_dict(),
+            rng=rng_state(),
+            wandb_id=online.run_id,
+        )
+        log.write()
+        online.log(flat_metrics(loss, last_results), epoch)
+        print(
+            f"epoch {epoch}/{opt.n_epochs}: loss {loss:.4f} ({train_time:.1f}s) | "
+            + " | ".join(f"{s} {format_metrics(v)}" for s, v in last_results.items())
+        )
+
+    write_json(run_dir / "training_summary.json", summary(log.history, list(eval_splits)))
+    online.finish()
+    final = last_results.get("Test") or {
+        name: values[-1] for name, values in log.history.get("Test", {}).items() if name != "epoch"
+    }
+    print(f"Final test metrics: {format_metrics(final)}")
+    print(f"Run folder: {run_dir}")
+    print(f"Last checkpoint: {run_dir / 'checkpoint_last.pth'}")
+    return final
+
+
+def train_one_epoch(
+    step: StandardStep,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    device: torch.device,
+    epoch: int,
+    opt: argparse.Namespace,
+) -> float:
+    """One pass of ``len(loader)`` batches; returns the mean loss. A non-finite loss stops."""
+    step.model.train()
+    total = torch.zeros((), device=device)
+    progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
+    for index, (images, labels, _) in enumerate(progress, start=1):
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss = step(images, labels)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"non-finite loss ({loss.item()}) at epoch {epoch}, step {index} with --loss "
+                f"{opt.loss}; training stopped, the last good checkpoint is left intact"
+            )
+        precision.backward_and_step(loss, optimizer)
+        total += loss.detach()
+    return total.item() / max(len(loader), 1)
+
+
+def format_metrics(values: dict[str, float]) -> str:
+    return " ".join(f"{name}={value:.4f}" for name, value in values.items())
+
+
+def flat_metrics(loss: float, results: dict[str, dict[str, float]]) -> dict[str, Any]:
+    flat: dict[str, Any] = {"Train: loss": loss}
+    for split, values in results.items():
+        flat.update({f"{split}: {name}": value for name, value in values.items()})
+    return {k: v for k, v in flat.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        train(argv)
+    except (ConfigError, TrainingError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Recall@k with Euclidean neighbours (``e_recall@k``)."""
+
+from __future__ import annotations
+
+from metrics import METRICS
+from metrics.base import EvalInputs, Metric, positive_int_arg
+
+
+@METRICS.register("e_recall")
+class EuclideanRecall(Metric):
+    """Recall@k in the deep-metric-learning sense (a hit rate), Euclidean distance.
+
+    Jegou et al., "Product Quantization for Nearest Neighbor Search", TPAMI 2011; used as R@k by
+    Oh Song et al., "Deep Metric Learning via Lifted Structured Feature Embedding", CVPR 2016.
+
+        R@k = (1/Nq) · Σ_q 1[∃ i ≤ k: y(nn_q(i)) = y_q]
+
+    over all queries, the query itself excluded from its ranking; a query without any relevant
+    gallery item counts as a miss.
+    """
+
+    requires = frozenset({"neighbours"})
+
+    def __init__(self, arg: str | None = None) -> None:
+        self.arg = arg
+        self.k = positive_int_arg(self, "k")
+
+    def depth(self, inputs: EvalInputs) -> int:
+        return self.k
+
+    def compute(self, inputs: EvalInputs) -> float:
+        if inputs.query_index.numel() == 0:
+            return float("nan")
+        return inputs.relevance(self.k).any(1).double().mean().item()

@@ -1,0 +1,157 @@
+"""The evaluator: shared inputs computed once per split, then every requested metric from them.
+
+Protocol. Without masks every sample is a query ranked against all other samples. With boolean
+``query``/``gallery`` masks (In-Shop), the query rows are ranked against the gallery rows; a row
+is excluded from its own ranking only when it is in both. Clustering metrics cluster the queries
+(the evaluated set) with K = the number of distinct query labels, so K follows the split being
+evaluated, not the training set (a defect of the reference, spec revisiting_dml.md §13.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from metrics import build_metrics
+from metrics.base import SHARED_INPUTS, EvalInputs, Metric
+from metrics.clustering import kmeans
+from metrics.knn import nearest_neighbours, use_faiss
+
+
+class Evaluator:
+    """Computes the metrics named by ``metric_keys`` (``["e_recall@1", "nmi", "mAP_R"]``).
+
+    ``kmeans_seed`` seeds the clustering; ``backend`` is "auto" (faiss on CPU tensors when
+    installed, torch otherwise), "torch" or "faiss"; ``chunk_size`` bounds the queries scored at
+    once (memory chunk·Ng); ``show_progress`` shows a progress bar over the neighbour search.
+    """
+
+    def __init__(
+        self,
+        metric_keys: list[str],
+        *,
+        kmeans_seed: int = 0,
+        backend: str = "auto",
+        chunk_size: int = 4096,
+        show_progress: bool = False,
+    ) -> None:
+        self.metrics: list[Metric] = build_metrics(metric_keys)
+        unknown = {need for m in self.metrics for need in m.requires} - SHARED_INPUTS
+        if unknown:
+            raise ValueError(f"metrics require unknown shared inputs {sorted(unknown)}")
+        use_faiss(backend, torch.device("cpu"))
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.kmeans_seed = kmeans_seed
+        self.backend = backend
+        self.chunk_size = chunk_size
+        self.show_progress = show_progress
+
+    def compute(
+        self,
+        embeddings: torch.Tensor | np.ndarray,
+        labels: torch.Tensor | np.ndarray,
+        query: Any = None,
+        gallery: Any = None,
+    ) -> dict[str, float]:
+        """``{key: value}`` for every requested key, in the order requested.
+
+        embeddings N×D; labels (N,) integer; query/gallery boolean (N,) masks or None.
+        """
+        inputs = self.prepare(embeddings, labels, query, gallery)
+        return {metric.key: float(metric.compute(inputs)) for metric in self.metrics}
+
+    def prepare(
+        self,
+        embeddings: torch.Tensor | np.ndarray,
+        labels: torch.Tensor | np.ndarray,
+        query: Any = None,
+        gallery: Any = None,
+    ) -> EvalInputs:
+        """The :class:`EvalInputs` of one split, with the shared inputs the metrics require."""
+        inputs = _base_inputs(embeddings, labels, query, gallery)
+        needs = {need for metric in self.metrics for need in metric.requires}
+        if "neighbours" in needs:
+            depth = max(m.depth(inputs) for m in self.metrics if "neighbours" in m.requires)
+            positions = nearest_neighbours(
+                inputs.embeddings[inputs.query_index],
+                inputs.embeddings[inputs.gallery_index],
+                inputs.self_position,
+                depth,
+                backend=self.backend,
+                chunk_size=self.chunk_size,
+                show_progress=self.show_progress,
+            )
+            found = positions >= 0
+            inputs.neighbours = torch.where(
+                found, inputs.gallery_index[positions.clamp(min=0)], positions
+            )
+            inputs.neighbour_labels = inputs.labels[inputs.neighbours.clamp(min=0)]
+        if "kmeans" in needs and inputs.query_index.numel() > 0:
+            inputs.cluster_ids = kmeans(
+                inputs.embeddings[inputs.query_index],
+                inputs.num_classes,
+                seed=self.kmeans_seed,
+                backend=self.backend,
+                chunk_size=self.chunk_size,
+            )
+        return inputs
+
+
+def _as_mask(mask: Any, n: int, name: str, device: torch.device) -> torch.Tensor:
+    if mask is None:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    mask = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask)
+    if mask.dtype != torch.bool or mask.shape != (n,):
+        raise ValueError(
+            f"{name} mask: got {mask.dtype} of shape {tuple(mask.shape)}, expected bool ({n},)"
+        )
+    return mask.to(device)
+
+
+def _base_inputs(
+    embeddings: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    query: Any,
+    gallery: Any,
+) -> EvalInputs:
+    embeddings = torch.as_tensor(embeddings).detach().float()
+    device = embeddings.device
+    labels = torch.as_tensor(labels).to(device=device, dtype=torch.long)
+    if embeddings.ndim != 2 or labels.shape != (embeddings.shape[0],):
+        raise ValueError(
+            f"expected N×D embeddings and (N,) labels, got {tuple(embeddings.shape)} "
+            f"and {tuple(labels.shape)}"
+        )
+    if not bool(torch.isfinite(embeddings).all()):
+        raise ValueError("embeddings contain NaN or infinite values")
+    n = embeddings.shape[0]
+    query_mask = _as_mask(query, n, "query", device)
+    gallery_mask = _as_mask(gallery, n, "gallery", device)
+    query_index = query_mask.nonzero().squeeze(1)
+    gallery_index = gallery_mask.nonzero().squeeze(1)
+    gallery_position = torch.full((n,), -1, dtype=torch.long, device=device)
+    gallery_position[gallery_index] = torch.arange(gallery_index.numel(), device=device)
+    self_position = gallery_position[query_index]
+    return EvalInputs(
+        embeddings=embeddings,
+        labels=labels,
+        query_index=query_index,
+        gallery_index=gallery_index,
+        self_position=self_position,
+        relevant_counts=_relevant_counts(labels[query_index], labels[gallery_index], self_position),
+    )
+
+
+def _relevant_counts(
+    query_labels: torch.Tensor, gallery_labels: torch.Tensor, self_position: torch.Tensor
+) -> torch.Tensor:
+    """R_q: gallery items with the query's label, the query itself excluded, (Nq,) long."""
+    if gallery_labels.numel() == 0:
+        return torch.zeros_like(query_labels)
+    classes, counts = torch.unique(gallery_labels, return_counts=True)
+    slot = torch.searchsorted(classes, query_labels).clamp(max=classes.numel() - 1)
+    per_query = torch.where(classes[slot] == query_labels, counts[slot], 0)
+    return per_query - (self_position >= 0).long()

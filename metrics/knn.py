@@ -1,0 +1,132 @@
+"""Exact Euclidean k-nearest-neighbour search of queries among a gallery, chunked over queries.
+
+torch: scores ‖g‖² − 2 q·g for a chunk of queries against the whole gallery by one matrix
+product, then ``torch.topk`` on the embeddings' device; memory O(Nq·k + chunk·Ng), never Nq×Ng.
+(‖q‖² is the same for every gallery item of a row, so it cannot change the ranking.)
+faiss: ``IndexFlatL2`` (exact), optional; used only when installed and selected.
+
+The query itself is excluded by its index in the gallery, never by dropping the first result,
+which with duplicate embeddings need not be the query.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from types import ModuleType
+
+import torch
+from tqdm import tqdm
+
+from utilities.errors import ConfigError
+
+BACKENDS = ("auto", "torch", "faiss")
+
+
+@functools.cache
+def faiss_module() -> ModuleType | None:
+    """The faiss module when installed, else None."""
+    if importlib.util.find_spec("faiss") is None:
+        return None
+    import faiss
+
+    return faiss
+
+
+def use_faiss(backend: str, device: torch.device) -> bool:
+    """Whether ``backend`` means faiss for embeddings on ``device``.
+
+    "auto": faiss when installed and the embeddings are on the CPU (on a GPU torch keeps the work
+    there); "faiss": always (ConfigError when not installed); "torch": never.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"evaluation backend: got {backend!r}, expected one of {BACKENDS}")
+    if backend == "faiss" and faiss_module() is None:
+        raise ConfigError("evaluation backend: got 'faiss', but faiss is not installed")
+    if backend == "auto":
+        return device.type == "cpu" and faiss_module() is not None
+    return backend == "faiss"
+
+
+def nearest_neighbours(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    self_position: torch.Tensor,
+    k: int,
+    *,
+    backend: str = "auto",
+    chunk_size: int = 4096,
+    show_progress: bool = False,
+) -> torch.Tensor:
+    """Gallery positions of the k nearest gallery items of every query, nearest first.
+
+    queries Nq×D, gallery Ng×D (float, same device); self_position (Nq,) long: each query's
+    position in the gallery, -1 when it is not there; that item is never returned. Returns Nq×k
+    long on the queries' device, -1 where fewer than k other gallery items exist.
+    """
+    k = min(k, gallery.shape[0])
+    if k <= 0 or queries.shape[0] == 0:
+        return torch.full(
+            (queries.shape[0], max(k, 0)), -1, dtype=torch.long, device=queries.device
+        )
+    with tqdm(
+        total=queries.shape[0], desc="nearest neighbours", disable=not show_progress, leave=False
+    ) as progress:
+        if use_faiss(backend, queries.device):
+            return _faiss_search(queries, gallery, self_position, k, chunk_size, progress)
+        return _torch_search(queries, gallery, self_position, k, chunk_size, progress)
+
+
+def _torch_search(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    self_position: torch.Tensor,
+    k: int,
+    chunk_size: int,
+    progress: tqdm,
+) -> torch.Tensor:
+    found = torch.empty(queries.shape[0], k, dtype=torch.long, device=queries.device)
+    gallery_sq = gallery.pow(2).sum(1)[None, :]
+    for start in range(0, queries.shape[0], chunk_size):
+        stop = min(start + chunk_size, queries.shape[0])
+        scores = torch.addmm(gallery_sq, queries[start:stop], gallery.T, alpha=-2)
+        own = self_position[start:stop]
+        rows = (own >= 0).nonzero().squeeze(1)
+        scores[rows, own[rows]] = float("inf")
+        found[start:stop] = scores.topk(k, dim=1, largest=False, sorted=True).indices
+        progress.update(stop - start)
+    # The query itself sits last (infinite score) only when k reaches the gallery size.
+    found[found == self_position[:, None]] = -1
+    return found
+
+
+def _faiss_search(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    self_position: torch.Tensor,
+    k: int,
+    chunk_size: int,
+    progress: tqdm,
+) -> torch.Tensor:
+    faiss = faiss_module()
+    query_np = queries.detach().float().cpu().contiguous().numpy()
+    gallery_np = gallery.detach().float().cpu().contiguous().numpy()
+    index = faiss.IndexFlatL2(gallery_np.shape[1])
+    index.add(gallery_np)
+    own = self_position.cpu()
+    # One extra result per row, so k remain after removing the query itself.
+    search_k = min(k + int(bool((own >= 0).any())), gallery_np.shape[0])
+    parts = []
+    for start in range(0, query_np.shape[0], chunk_size):
+        stop = min(start + chunk_size, query_np.shape[0])
+        parts.append(torch.from_numpy(index.search(query_np[start:stop], search_k)[1]))
+        progress.update(stop - start)
+    found = torch.cat(parts).long()
+    drop = found == own[:, None]
+    if search_k > k:
+        drop[:, -1] |= ~drop.any(1)
+    # Stable sort moves dropped entries to the end and keeps the ranking of the others.
+    order = torch.argsort(drop.to(torch.int8), dim=1, stable=True)
+    found = found.gather(1, order)[:, :k]
+    found[drop.gather(1, order)[:, :k]] = -1
+    return found.to(queries.device)

@@ -1,0 +1,229 @@
+"""Command-line flags: one flat namespace shared by every component.
+
+Flag names and defaults follow the Revisiting-DML reference (spec revisiting_dml.md §2), so users'
+run lists keep working. Components declare their own flags (``--loss_<name>_<param>``,
+``--miner_<name>_<param>``) next to their code; :func:`build_parser` gathers them into one
+``--help``, grouped by package. Flags the reference declared but never read (``--evaltypes``,
+``--evaluate_on_gpu``, ``--data_sim_measure``...) are not accepted.
+
+Dataset-appropriate defaults: a flag the user did not give takes the dataset's default where the
+dataset declares one (``digits`` trains ``c2f2_normalize`` at lr 1e-3 for a few epochs), otherwise
+the reference default shown in ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+import architectures
+import batch_mining
+import criteria
+import datasampler
+import datasets
+import metrics
+from utilities.errors import ConfigError
+
+DEFAULT_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "nmi", "f1", "mAP_R"]
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line and exits with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--dataset", default="digits", help="dataset key (default: bundled digits)")
+    group.add_argument("--use_tv_split", action="store_true", help="split a validation set off train")
+    group.add_argument(
+        "--tv_split_by_samples",
+        action="store_true",
+        help="validation = a fraction of each class's samples (default: a fraction of the classes)",
+    )
+    group.add_argument("--tv_split_perc", type=float, default=0.8, help="train fraction of the split")
+    group.add_argument(
+        "--split_by_classes",
+        action="store_true",
+        help="digits/mnist/fashion: zero-shot split (classes 0-4 train, 5-9 test) instead of samples",
+    )
+    group.add_argument(
+        "--augmentation",
+        default="base",
+        choices=["base", "adv", "big", "red", "none"],
+        help="training augmentation (dataset default for digits/mnist/fashion: none)",
+    )
+    group.add_argument("--lr", type=float, default=1e-5, help="network learning rate")
+    group.add_argument(
+        "--fc_lr", type=float, default=-1, help="if >= 0, learning rate of the embedding head"
+    )
+    group.add_argument("--decay", type=float, default=4e-4, help="weight decay of the network")
+    group.add_argument("--n_epochs", type=int, default=150, help="number of epochs")
+    group.add_argument(
+        "--num_workers",
+        "--kernels",
+        dest="num_workers",
+        type=int,
+        default=min(6, os.cpu_count() or 1),
+        help="DataLoader worker processes (alias --kernels)",
+    )
+    group.add_argument("--bs", type=int, default=112, help="batch size")
+    group.add_argument("--seed", type=int, default=1, help="random seed")
+    group.add_argument(
+        "--scheduler", default="step", choices=["step", "none"], help="learning-rate schedule"
+    )
+    group.add_argument("--gamma", type=float, default=0.3, help="MultiStepLR decay factor")
+    group.add_argument(
+        "--tau", type=int, nargs="+", default=[1000], help="MultiStepLR milestones (epochs)"
+    )
+    group.add_argument("--optim", default="adam", choices=["adam", "sgd"], help="optimizer")
+    group.add_argument("--loss", default="margin", help="loss key (criteria/)")
+    group.add_argument("--batch_mining", default="distance", help="batch miner key (batch_mining/)")
+    group.add_argument("--embed_dim", type=int, default=128, help="embedding dimension")
+    group.add_argument(
+        "--not_pretrained", action="store_true", help="random initialisation instead of ImageNet"
+    )
+    group.add_argument(
+        "--pretrained_path", default=None, help="ImageNet weight file (default: torch hub cache)"
+    )
+    group.add_argument(
+        "--arch",
+        default="resnet50_frozen_normalize",
+        help="backbone key plus suffixes _frozen, _normalize (dataset default for digits: "
+        "c2f2_normalize)",
+    )
+    group.add_argument(
+        "--no_train_metrics",
+        action="store_true",
+        help="do not evaluate the training set (eval transform) after each epoch",
+    )
+    group.add_argument(
+        "--evaluation_metrics",
+        nargs="+",
+        default=DEFAULT_METRICS,
+        help="metrics computed after each epoch on each split",
+    )
+    group.add_argument(
+        "--storage_metrics",
+        nargs="+",
+        default=["e_recall@1"],
+        help="a per-split checkpoint is written whenever one of these improves",
+    )
+    group.add_argument(
+        "--gpu", type=int, nargs="+", default=[0], help="GPU index used when --device is auto"
+    )
+    group.add_argument(
+        "--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N"
+    )
+    group.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    group.add_argument(
+        "--resume", default=None, help="continue training from this checkpoint_last.pth"
+    )
+    group.add_argument(
+        "--savename",
+        default="group_plus_seed",
+        help="run folder name (default: <group>_s<seed> with --log_online, else "
+        "<DATASET>_<ARCH>_<time>)",
+    )
+    group.add_argument(
+        "--source_path",
+        default=os.path.join(os.getcwd(), "..", "..", "Datasets"),
+        help="parent folder of the dataset folders",
+    )
+    group.add_argument(
+        "--save_path",
+        default=os.path.join(os.getcwd(), "Training_Results"),
+        help="results root; the run folder is <save_path>/<dataset>/<savename>",
+    )
+
+
+def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("batch creation")
+    group.add_argument("--data_sampler", default="class_random", help="batch sampler key")
+    group.add_argument(
+        "--samples_per_class", type=int, default=2, help="samples per drawn class (must divide --bs)"
+    )
+
+
+def wandb_parameters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Weights & Biases")
+    group.add_argument(
+        "--log_online",
+        action="store_true",
+        help="also log to W&B (offline mode when no API key is configured)",
+    )
+    group.add_argument("--wandb_key", default=None, help="W&B API key (or set WANDB_API_KEY)")
+    group.add_argument("--project", default="Sample_Project", help="W&B project")
+    group.add_argument("--group", default="Sample_Group", help="W&B group; seeds share a group")
+
+
+def build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog=prog,
+        description="Train a deep metric learning model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    basic_training_parameters(parser)
+    batch_creation_parameters(parser)
+    wandb_parameters(parser)
+    datasets.DATASETS.add_arguments(parser, "dataset-specific")
+    architectures.ARCHITECTURES.add_arguments(parser, "architecture-specific")
+    datasampler.SAMPLERS.add_arguments(parser, "sampler-specific")
+    batch_mining.MINERS.add_arguments(parser, "miner-specific")
+    criteria.CRITERIA.add_arguments(parser, "loss-specific")
+    return parser
+
+
+def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations the command line set explicitly (as opposed to defaults)."""
+    unset = object()
+    probe = argparse.Namespace(
+        **{a.dest: unset for a in parser._actions if a.dest is not argparse.SUPPRESS}
+    )
+    parser.parse_args(argv, namespace=probe)
+    return {dest for dest, value in vars(probe).items() if value is not unset}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """Parse, apply dataset defaults to flags not given, validate. Returns (opt, explicit flags)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    opt = parser.parse_args(argv)
+    explicit = explicit_flags(parser, argv)
+    datasets.DATASETS.get(opt.dataset)
+    for name, value in datasets.dataset_defaults(opt.dataset).items():
+        if name not in explicit:
+            setattr(opt, name, value)
+    validate(opt)
+    return opt, explicit
+
+
+def validate(opt: argparse.Namespace) -> None:
+    """Fail before any data is loaded: unknown keys, impossible numbers."""
+    if opt.samples_per_class < 1:
+        raise ConfigError(f"--samples_per_class: got {opt.samples_per_class}, expected >= 1")
+    if opt.bs % opt.samples_per_class:
+        raise ConfigError(
+            f"--bs: batch size {opt.bs} is not divisible by --samples_per_class "
+            f"{opt.samples_per_class}"
+        )
+    if not 0 < opt.tv_split_perc < 1:
+        raise ConfigError(f"--tv_split_perc: got {opt.tv_split_perc}, expected a value in (0, 1)")
+    if opt.n_epochs < 1:
+        raise ConfigError(f"--n_epochs: got {opt.n_epochs}, expected >= 1")
+    architectures.parse_arch(opt.arch)
+    criteria.CRITERIA.get(opt.loss)
+    datasampler.SAMPLERS.get(opt.data_sampler)
+    if criteria.CRITERIA.get(opt.loss).requires_batchminer:
+        batch_mining.MINERS.get(opt.batch_mining)
+    metrics.build_metrics(opt.evaluation_metrics)
+    missing = [m for m in opt.storage_metrics if m not in opt.evaluation_metrics]
+    if missing:
+        raise ConfigError(
+            f"--storage_metrics: {', '.join(missing)} not among --evaluation_metrics "
+            f"({' '.join(opt.evaluation_metrics)})"
+        )

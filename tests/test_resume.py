@@ -1,0 +1,92 @@
+"""A run killed with SIGKILL after its first epoch and resumed ends exactly like an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from utilities.checkpoint import load_checkpoint
+
+FLAGS = ["--n_epochs", "3", "--seed", "3", "--num_workers", "0", "--savename", "run"]
+
+
+def main_command(*flags: str) -> list[str]:
+    return [sys.executable, "main.py", *flags]
+
+
+def history(run_dir):
+    return load_checkpoint(run_dir / "checkpoint_last.pth", "--resume")["history"]
+
+
+@pytest.mark.slow
+def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+    straight = tmp_path / "straight"
+    subprocess.run(main_command(*FLAGS, "--save_path", str(straight)), cwd=ROOT, check=True,
+                   capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        main_command(*FLAGS, "--save_path", str(killed)),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1/3"):
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    run_dir = killed / "digits" / "run"
+    interrupted = load_checkpoint(run_dir / "checkpoint_last.pth", "--resume")
+    assert interrupted["epoch"] == 1, "the kill must land before epoch 2 finished"
+
+    resumed = subprocess.run(
+        main_command("--resume", str(run_dir / "checkpoint_last.pth")),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "epoch 2/3" in resumed.stdout and "epoch 1/3" not in resumed.stdout
+
+    expected, actual = history(straight / "digits" / "run"), history(run_dir)
+    assert set(actual) == set(expected)
+    for split in expected:
+        for column in expected[split]:
+            if column == "time":
+                continue
+            assert actual[split][column] == expected[split][column], (split, column)
+    csv_rows = (run_dir / "CSV_Logs" / "Test.csv").read_text().strip().splitlines()
+    assert len(csv_rows) == 4  # header + 3 epochs, no duplicates after the resume
+
+
+def test_resume_refuses_changed_options(tmp_path, capsys):
+    import main
+
+    assert main.main([*FLAGS[2:], "--n_epochs", "1", "--no_train_metrics",
+                      "--save_path", str(tmp_path)]) == 0
+    checkpoint = tmp_path / "digits" / "run" / "checkpoint_last.pth"
+    capsys.readouterr()
+    assert main.main(["--resume", str(checkpoint), "--lr", "0.5"]) == 2
+    assert "--lr: a resumed run keeps the options" in capsys.readouterr().err
+    # More epochs is allowed: the run continues from epoch 2.
+    assert main.main(["--resume", str(checkpoint), "--n_epochs", "2"]) == 0
+    assert load_checkpoint(checkpoint, "--resume")["epoch"] == 2
+
+
+def test_resume_refuses_a_best_checkpoint(tmp_path, capsys):
+    import main
+
+    assert main.main([*FLAGS[2:], "--n_epochs", "1", "--no_train_metrics",
+                      "--save_path", str(tmp_path)]) == 0
+    best = tmp_path / "digits" / "run" / "checkpoint_Test_e_recall@1.pth"
+    capsys.readouterr()
+    assert main.main(["--resume", str(best)]) == 2
+    assert "resume from checkpoint_last.pth" in capsys.readouterr().err

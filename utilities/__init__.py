@@ -1,0 +1,1 @@
+"""Plumbing shared by the entry points: errors, devices, seeding, checkpoints, logging."""

@@ -1,0 +1,67 @@
+"""Embed a dataset with a model and evaluate it: the per-epoch and ``eval.py`` evaluation path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from utilities.precision import Precision
+
+
+@torch.no_grad()
+def embed_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    precision: Precision,
+    description: str = "embedding",
+) -> torch.Tensor:
+    """Embeddings (N×D float32, on ``device``) of the whole dataset, in dataset order."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    chunks = []
+    for images, _, _ in tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=None):
+        with precision.autocast():
+            chunks.append(model(images.to(device, non_blocking=True))["embeds"].float())
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
+def evaluate_dataset(
+    evaluator: Any,
+    model: nn.Module,
+    dataset: Any,
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    precision: Precision,
+    name: str,
+) -> dict[str, float]:
+    """Metrics of one split; the query/gallery protocol when the dataset carries masks."""
+    embeds = embed_dataset(
+        model,
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        precision=precision,
+        description=f"embedding {name}",
+    )
+    labels = torch.as_tensor(np.asarray(dataset.labels), device=embeds.device)
+    return evaluator.compute(embeds, labels, query=dataset.query, gallery=dataset.gallery)

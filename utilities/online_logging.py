@@ -1,0 +1,53 @@
+"""Optional Weights & Biases logging (``--log_online``); offline mode when no key is configured."""
+
+from __future__ import annotations
+
+import argparse
+import netrc
+import os
+import pathlib
+from typing import Any
+
+
+def wandb_key_configured(opt: argparse.Namespace) -> bool:
+    if opt.wandb_key or os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+class OnlineLogger:
+    """Logs each epoch's values to W&B when ``--log_online``; does nothing otherwise."""
+
+    def __init__(self, opt: argparse.Namespace, run_dir: pathlib.Path, resume_id: str | None):
+        self.run = None
+        self.run_id: str | None = None
+        if not opt.log_online:
+            return
+        import wandb
+
+        if opt.wandb_key:
+            os.environ["WANDB_API_KEY"] = opt.wandb_key
+        mode = "online" if wandb_key_configured(opt) else "offline"
+        self.run = wandb.init(
+            project=opt.project,
+            group=opt.group,
+            name=run_dir.name,
+            dir=str(run_dir),
+            config={k: v for k, v in vars(opt).items() if k != "wandb_key"},
+            mode=mode,
+            id=resume_id,
+            resume="allow" if resume_id else None,
+        )
+        self.run_id = self.run.id
+        print(f"W&B logging {mode} (run {self.run_id})")
+
+    def log(self, values: dict[str, Any], epoch: int) -> None:
+        if self.run is not None:
+            self.run.log(values, step=epoch)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
