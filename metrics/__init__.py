@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from metrics.base import Metric
 from registry import Registry
+from utilities.errors import ConfigError
 
 METRICS = Registry("metric", "--evaluation_metrics")
 
@@ -26,6 +27,8 @@ def build_metrics(keys: list[str]) -> list[Metric]:
     metrics = []
     for key in keys:
         name, arg = parse_metric_key(key)
+        if name not in METRICS:
+            raise ConfigError(f"{METRICS.unknown_key_message(name)} (in {key!r})")
         metrics.append(METRICS.get(name)(arg))
     return metrics
 

@@ -35,7 +35,7 @@ def fails_with(capsys, argv: list[str], *fragments: str, entry=main.main) -> str
     [
         ("--loss", "marign", "margin"),
         ("--batch_mining", "semihrad", "semihard"),
-        ("--arch", "resnet5O_frozen", "resnet50"),
+        ("--arch", "resnet5O_frozen", "resnet50_frozen"),
         ("--dataset", "cub2000", "cub200"),
         ("--data_sampler", "class_randm", "class_random"),
         ("--evaluation_metrics", "e_recal@1", "e_recall"),
