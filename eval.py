@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -72,8 +72,10 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
     model = architectures.build(opt)
     model.load_state_dict(payload["model"])
     model.to(device)
-    print(f"{args.test_path}: {opt.dataset} test split, {len(data.test)} images, epoch "
-          f"{payload['epoch']}")
+    print(
+        f"{args.test_path}: {opt.dataset} test split, {len(data.test)} images, epoch "
+        f"{payload['epoch']}"
+    )
     return evaluate_dataset(
         evaluator,
         model,
@@ -118,7 +120,10 @@ def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float]:
     evaluator = metrics.Evaluator(args.evaluation_metrics or DEFAULT_METRICS)
     print(f"{path}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}")
     return evaluator.compute(
-        embeddings.astype(np.float32), labels, query=masks.get("query"), gallery=masks.get("gallery")
+        embeddings.astype(np.float32),
+        labels,
+        query=masks.get("query"),
+        gallery=masks.get("gallery"),
     )
 
 

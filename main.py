@@ -16,7 +16,8 @@ import math
 import pathlib
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader

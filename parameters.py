@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import architectures
 import batch_mining
@@ -39,17 +39,21 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--dataset", default="digits", help="dataset key (default: bundled digits)")
-    group.add_argument("--use_tv_split", action="store_true", help="split a validation set off train")
+    group.add_argument(
+        "--use_tv_split", action="store_true", help="split a validation set off train"
+    )
     group.add_argument(
         "--tv_split_by_samples",
         action="store_true",
         help="validation = a fraction of each class's samples (default: a fraction of the classes)",
     )
-    group.add_argument("--tv_split_perc", type=float, default=0.8, help="train fraction of the split")
+    group.add_argument(
+        "--tv_split_perc", type=float, default=0.8, help="train fraction of the split"
+    )
     group.add_argument(
         "--split_by_classes",
         action="store_true",
-        help="digits/mnist/fashion: zero-shot split (classes 0-4 train, 5-9 test) instead of samples",
+        help="digits/mnist/fashion: zero-shot split (classes 0-4 train, 5-9 test), not by samples",
     )
     group.add_argument(
         "--augmentation",
@@ -145,7 +149,10 @@ def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("batch creation")
     group.add_argument("--data_sampler", default="class_random", help="batch sampler key")
     group.add_argument(
-        "--samples_per_class", type=int, default=2, help="samples per drawn class (must divide --bs)"
+        "--samples_per_class",
+        type=int,
+        default=2,
+        help="samples per drawn class (must divide --bs)",
     )
 
 

@@ -1,6 +1,7 @@
 """The one `Registry` class every component package uses.
 
-Each package creates its registry in its ``__init__.py`` (``CRITERIA = Registry("loss", "--loss")``),
+Each package creates its registry in its ``__init__.py``
+(``CRITERIA = Registry("loss", "--loss")``),
 registers components at their definition site with ``@CRITERIA.register("margin")`` and looks them
 up with ``CRITERIA.get(key)``. An unknown key raises :class:`ConfigError` naming the flag, the valid
 keys and the closest match, so the command-line entry points can print one line and exit 2.
@@ -9,8 +10,10 @@ keys and the closest match, so the command-line entry points can print one line 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from utilities.errors import ConfigError
 
@@ -36,16 +39,14 @@ class Registry:
             if key in self._entries:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._entries[key] = component
-            try:
+            with contextlib.suppress(AttributeError, TypeError):
                 component.registry_key = key  # type: ignore[attr-defined]
-            except (AttributeError, TypeError):
-                pass
             return component
 
         return decorate
 
     def get(self, key: str) -> Any:
-        """The component registered as ``key``; :class:`ConfigError` with the closest key otherwise."""
+        """The component registered as ``key``; ConfigError naming the closest key otherwise."""
         if key in self._entries:
             return self._entries[key]
         raise ConfigError(self.unknown_key_message(key))

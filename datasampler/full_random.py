@@ -1,4 +1,7 @@
-"""Random batches with one guaranteed positive pair (reference ``datasampler/random_sampler.py``)."""
+"""Random batches with one guaranteed positive pair.
+
+As the reference ``datasampler/random_sampler.py``.
+"""
 
 from __future__ import annotations
 

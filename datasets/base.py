@@ -190,7 +190,7 @@ def folder_images(folder: pathlib.Path) -> list[str]:
 def folder_records(folders: list[pathlib.Path], ids: list[int]) -> SplitRecords:
     """Records of class folders, the images of ``folders[i]`` labelled ``ids[i]``."""
     images, labels = [], []
-    for folder, label in zip(folders, ids):
+    for folder, label in zip(folders, ids, strict=False):
         files = folder_images(folder)
         images += files
         labels += [label] * len(files)

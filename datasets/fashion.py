@@ -17,6 +17,7 @@ class Fashion(Mnist):
     folder = "fashion"
     torchvision_folder = "FashionMNIST"
     layout = (
-        "<source_path>/fashion/ or <source_path>/FashionMNIST/raw/ holding train-images-idx3-ubyte, "
+        "<source_path>/fashion/ or <source_path>/FashionMNIST/raw/ holding "
+        "train-images-idx3-ubyte, "
         "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (plain or .gz)"
     )

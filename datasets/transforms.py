@@ -53,7 +53,8 @@ def _scaled(spec: InputSpec) -> int:
 def _check(augmentation: str, spec: InputSpec) -> None:
     if augmentation not in AUGMENTATIONS:
         raise ConfigError(
-            f"--augmentation: unknown augmentation {augmentation!r}; valid: {', '.join(AUGMENTATIONS)}"
+            f"--augmentation: unknown augmentation {augmentation!r}; "
+            f"valid: {', '.join(AUGMENTATIONS)}"
         )
     if augmentation == "big" and spec.fixed_size:
         raise ConfigError(

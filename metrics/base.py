@@ -78,11 +78,13 @@ class Metric:
 
     Subclasses set ``requires`` (names from ``SHARED_INPUTS``), register with
     ``@METRICS.register("name")`` and receive the part of their key after ``@`` in ``__init__``
-    (``None`` when absent); this base accepts no argument.
+    (``None`` when absent); this base accepts no argument. A metric that takes one names it in
+    ``arg_name`` (``"k"`` for ``e_recall@k``).
     """
 
     requires: ClassVar[frozenset[str]] = frozenset()
     registry_key: ClassVar[str]
+    arg_name: ClassVar[str | None] = None
 
     def __init__(self, arg: str | None = None) -> None:
         self.arg = arg
@@ -106,8 +108,9 @@ class Metric:
         raise NotImplementedError
 
 
-def positive_int_arg(metric: Metric, name: str) -> int:
+def positive_int_arg(metric: Metric) -> int:
     """``metric.arg`` (the ``@k`` of its key) as an integer >= 1; ConfigError otherwise."""
+    name = metric.arg_name
     expected = f"{metric.registry_key}@{name} with an integer {name} >= 1"
     try:
         value = int(metric.arg) if metric.arg is not None else 0

@@ -20,10 +20,11 @@ class EuclideanRecall(Metric):
     """
 
     requires = frozenset({"neighbours"})
+    arg_name = "k"
 
     def __init__(self, arg: str | None = None) -> None:
         self.arg = arg
-        self.k = positive_int_arg(self, "k")
+        self.k = positive_int_arg(self)
 
     def depth(self, inputs: EvalInputs) -> int:
         return self.k

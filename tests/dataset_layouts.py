@@ -91,7 +91,7 @@ def make_online_products(
     image_id, class_id = 1, 1
     for split in ("train", "test"):
         lines = ["image_id class_id super_class_id path"]
-        for k in range(classes_per_super):
+        for _ in range(classes_per_super):
             for s, super_name in enumerate(supers):
                 product = 100000 + class_id
                 for i in range(per_class):
@@ -213,7 +213,7 @@ MAKERS = {
 
 
 def make_dataset(key: str, root: pathlib.Path) -> pathlib.Path:
-    """The tiny layout of ``--dataset key`` under ``root`` (``digits`` needs none); the source path."""
+    """Write the tiny layout of ``--dataset key`` under ``root``; return the source path."""
     if key == "digits":
         return pathlib.Path(root)
     return MAKERS[key](root)

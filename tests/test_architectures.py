@@ -116,7 +116,7 @@ def test_frozen_keeps_bn_statistics_while_affine_parameters_learn() -> None:
     before = bn_statistics(model)
     images = random_images("resnet18")
     train_out = model(images)["embeds"]
-    for old, new in zip(before, bn_statistics(model)):
+    for old, new in zip(before, bn_statistics(model), strict=False):
         torch.testing.assert_close(old, new, rtol=0, atol=0)
     train_out.pow(2).sum().backward()
     for bn in batch_norms(model):
@@ -135,7 +135,9 @@ def test_unfrozen_bn_updates_statistics_and_frozen_does_not(base: str) -> None:
         before = bn_statistics(model)
         with torch.no_grad():
             model(images)
-        changed = any(not torch.equal(a, b) for a, b in zip(before, bn_statistics(model)))
+        changed = any(
+            not torch.equal(a, b) for a, b in zip(before, bn_statistics(model), strict=False)
+        )
         assert changed == changes, f"{base}{suffix}"
 
 

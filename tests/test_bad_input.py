@@ -46,8 +46,12 @@ def test_unknown_registry_key_names_the_flag_and_closest_key(capsys, flag, typo,
 
 
 def test_unknown_storage_metric(capsys):
-    fails_with(capsys, ["--storage_metrics", "nmi", "--evaluation_metrics", "e_recall@1"],
-               "--storage_metrics", "nmi")
+    fails_with(
+        capsys,
+        ["--storage_metrics", "nmi", "--evaluation_metrics", "e_recall@1"],
+        "--storage_metrics",
+        "nmi",
+    )
 
 
 def test_bad_metric_argument(capsys):
@@ -97,8 +101,21 @@ def test_corrupt_image_names_the_file(capsys, tmp_path):
     victim.write_bytes(b"this is not a jpeg")
     fails_with(
         capsys,
-        [*FAST[:-1], "--dataset", "cub200", "--source_path", str(source), "--arch",
-         "c2f2_normalize", "--bs", "8", "--n_epochs", "1", "--save_path", str(tmp_path / "o")],
+        [
+            *FAST[:-1],
+            "--dataset",
+            "cub200",
+            "--source_path",
+            str(source),
+            "--arch",
+            "c2f2_normalize",
+            "--bs",
+            "8",
+            "--n_epochs",
+            "1",
+            "--save_path",
+            str(tmp_path / "o"),
+        ],
         str(victim),
     )
 
@@ -106,13 +123,20 @@ def test_corrupt_image_names_the_file(capsys, tmp_path):
 def test_checkpoint_that_is_not_ours(capsys, tmp_path):
     foreign = tmp_path / "foreign.pth"
     torch.save({"state_dict": {}}, foreign)
-    fails_with(capsys, ["--test_path", str(foreign)], "--test_path", str(foreign),
-               "not a checkpoint", entry=eval_cli.main)
+    fails_with(
+        capsys,
+        ["--test_path", str(foreign)],
+        "--test_path",
+        str(foreign),
+        "not a checkpoint",
+        entry=eval_cli.main,
+    )
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00garbage")
     fails_with(capsys, ["--test_path", str(garbage)], str(garbage), entry=eval_cli.main)
-    fails_with(capsys, ["--test_path", str(tmp_path / "absent.pth")], "absent.pth",
-               entry=eval_cli.main)
+    fails_with(
+        capsys, ["--test_path", str(tmp_path / "absent.pth")], "absent.pth", entry=eval_cli.main
+    )
 
 
 def test_bad_embeddings_file(capsys, tmp_path):
@@ -136,8 +160,12 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_checkpoint(
 
     steps_per_epoch = 1198 // 112
     monkeypatch.setattr(main.StandardStep, "__call__", poisoned)
-    fails_with(capsys, [*FAST, "--n_epochs", "2", "--save_path", str(tmp_path)],
-               "epoch 2, step 3", "non-finite loss")
+    fails_with(
+        capsys,
+        [*FAST, "--n_epochs", "2", "--save_path", str(tmp_path)],
+        "epoch 2, step 3",
+        "non-finite loss",
+    )
     checkpoint = load_checkpoint(tmp_path / "digits" / "run" / "checkpoint_last.pth", "--resume")
     assert checkpoint["epoch"] == 1
 

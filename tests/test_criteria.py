@@ -69,11 +69,11 @@ class FixedMiner(BatchMiner):
 
 
 def dist(u: torch.Tensor, v: torch.Tensor) -> float:
-    return math.sqrt(sum((x - y) ** 2 for x, y in zip(u.tolist(), v.tolist())) + 1e-8)
+    return math.sqrt(sum((x - y) ** 2 for x, y in zip(u.tolist(), v.tolist(), strict=False)) + 1e-8)
 
 
 def sqdist(u: torch.Tensor, v: torch.Tensor) -> float:
-    return sum((x - y) ** 2 for x, y in zip(u.tolist(), v.tolist()))
+    return sum((x - y) ** 2 for x, y in zip(u.tolist(), v.tolist(), strict=False))
 
 
 def naive_triplet(crit: Criterion, x: torch.Tensor, y: torch.Tensor, mined: list) -> float:
@@ -91,7 +91,7 @@ def naive_margin(crit: Criterion, x: torch.Tensor, y: torch.Tensor, mined: list)
     total, active, betas = 0.0, 0, []
     for a, _, _ in mined:
         betas.append(crit.beta if isinstance(crit.beta, float) else crit.beta[y[a]].item())
-    for (a, p, n), beta in zip(mined, betas):
+    for (a, p, n), beta in zip(mined, betas, strict=False):
         for term in (dist(x[a], x[p]) - beta + crit.margin, beta - dist(x[a], x[n]) + crit.margin):
             if term > 0:
                 total += term

@@ -271,7 +271,7 @@ def test_transforms_shape_and_range(augmentation, spec):
             x = transform(image)
             assert x.dtype == torch.float32
             assert x.shape == (spec.channels, side, side)
-            assert 0.0 <= x.min() and x.max() <= 1.0
+            assert x.min() >= 0.0 and x.max() <= 1.0
     assert eval_transform(augmentation, spec)(images[1]).min() == 1.0
 
 
@@ -299,7 +299,7 @@ def test_build_digits_grey():
     assert data.val is None and data.test.query is None
     image, label, _ = data.train[5]
     assert label == data.train.labels[5]
-    assert image.shape == (1, 28, 28) and 0 <= image.min() and image.max() <= 1
+    assert image.shape == (1, 28, 28) and image.min() >= 0 and image.max() <= 1
     assert torch.allclose(image[0] * 255, torch.as_tensor(data.train.images[5]).float(), atol=1e-3)
     assert data.train.labels.dtype == np.int64
 

@@ -69,7 +69,9 @@ def test_last_checkpoint_holds_everything_to_resume(trained_run):
 def test_eval_reproduces_the_final_test_metrics(trained_run, tmp_path, capsys):
     final, run_dir = trained_run
     output = tmp_path / "R.json"
-    code = eval_cli.main(["--test_path", str(run_dir / "checkpoint_last.pth"), "--output", str(output)])
+    code = eval_cli.main(
+        ["--test_path", str(run_dir / "checkpoint_last.pth"), "--output", str(output)]
+    )
     assert code == 0
     results = json.loads(output.read_text())
     assert {"e_recall@1", "nmi", "f1", "mAP_R"} <= set(results)
@@ -177,3 +179,14 @@ def test_device_auto_is_cpu_without_cuda():
     opt, _ = parameters.parse_args([])
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert select_device(opt).type == expected
+
+
+def test_undefined_metric_is_written_as_json_null(tmp_path):
+    npz, output = tmp_path / "E.npz", tmp_path / "R.json"
+    # Every label occurs once: no query has a relevant item, so MAP@R is undefined.
+    np.savez(npz, embeddings=np.eye(4, dtype=np.float32), labels=np.arange(4))
+    args = ["--embeddings", str(npz), "--evaluation_metrics", "e_recall@1", "mAP_R"]
+    assert eval_cli.main([*args, "--output", str(output)]) == 0
+    results = json.loads(output.read_text())  # strict: NaN would not parse as standard JSON
+    assert results == {"e_recall@1": 0.0, "mAP_R": None}
+    assert "NaN" not in output.read_text()

@@ -238,7 +238,7 @@ def test_kmeans_uses_number_of_classes_of_evaluated_set(monkeypatch, backend):
     inputs = metrics.Evaluator(["nmi", "f1"], backend=backend).prepare(x, y, query=query)
     assert seen == [(int(query.sum()), 3)]
     assert inputs.cluster_ids.shape == (int(query.sum()),)
-    assert 0 <= int(inputs.cluster_ids.min()) and int(inputs.cluster_ids.max()) < 3
+    assert int(inputs.cluster_ids.min()) >= 0 and int(inputs.cluster_ids.max()) < 3
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("faiss", marks=needs_faiss)])

@@ -1,4 +1,4 @@
-"""A run killed with SIGKILL after its first epoch and resumed ends exactly like an uninterrupted one."""
+"""A run killed with SIGKILL after its first epoch, then resumed, ends like an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -26,8 +26,12 @@ def history(run_dir):
 @pytest.mark.slow
 def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     straight = tmp_path / "straight"
-    subprocess.run(main_command(*FLAGS, "--save_path", str(straight)), cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        main_command(*FLAGS, "--save_path", str(straight)),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(
@@ -70,8 +74,12 @@ def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_pat
 def test_resume_refuses_changed_options(tmp_path, capsys):
     import main
 
-    assert main.main([*FLAGS[2:], "--n_epochs", "1", "--no_train_metrics",
-                      "--save_path", str(tmp_path)]) == 0
+    assert (
+        main.main(
+            [*FLAGS[2:], "--n_epochs", "1", "--no_train_metrics", "--save_path", str(tmp_path)]
+        )
+        == 0
+    )
     checkpoint = tmp_path / "digits" / "run" / "checkpoint_last.pth"
     capsys.readouterr()
     assert main.main(["--resume", str(checkpoint), "--lr", "0.5"]) == 2
@@ -84,8 +92,12 @@ def test_resume_refuses_changed_options(tmp_path, capsys):
 def test_resume_refuses_a_best_checkpoint(tmp_path, capsys):
     import main
 
-    assert main.main([*FLAGS[2:], "--n_epochs", "1", "--no_train_metrics",
-                      "--save_path", str(tmp_path)]) == 0
+    assert (
+        main.main(
+            [*FLAGS[2:], "--n_epochs", "1", "--no_train_metrics", "--save_path", str(tmp_path)]
+        )
+        == 0
+    )
     best = tmp_path / "digits" / "run" / "checkpoint_Test_e_recall@1.pth"
     capsys.readouterr()
     assert main.main(["--resume", str(best)]) == 2

@@ -10,7 +10,7 @@ from utilities.errors import ConfigError
 
 
 def select_device(opt: argparse.Namespace) -> torch.device:
-    """Resolve ``--device`` (auto, cpu, cuda, cuda:N); ``auto`` uses ``--gpu[0]`` when CUDA exists."""
+    """Resolve ``--device`` (auto, cpu, cuda, cuda:N); ``auto``: ``--gpu[0]`` when CUDA exists."""
     requested = opt.device
     if requested == "auto":
         if torch.cuda.is_available():

@@ -35,7 +35,9 @@ def embed_dataset(
         pin_memory=device.type == "cuda",
     )
     chunks = []
-    for images, _, _ in tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=None):
+    for images, _, _ in tqdm(
+        loader, desc=description, leave=False, dynamic_ncols=True, disable=None
+    ):
         with precision.autocast():
             chunks.append(model(images.to(device, non_blocking=True))["embeds"].float())
     model.train(was_training)

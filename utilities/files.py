@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from utilities.files import atomic_write, atomic_write_text  # noqa: E402
+from utilities.files import atomic_write, atomic_write_text
 
 History = dict[str, dict[str, list[float]]]
 
@@ -51,7 +51,7 @@ class RunLog:
         writer = csv.writer(buffer)
         columns = list(table)
         writer.writerow(columns)
-        for row in zip(*(table[c] for c in columns)):
+        for row in zip(*(table[c] for c in columns), strict=False):
             writer.writerow([int(row[0]), *row[1:]])
         atomic_write_text(self.run_dir / "CSV_Logs" / f"{split}.csv", buffer.getvalue())
 
@@ -62,7 +62,7 @@ class RunLog:
         cols = min(3, len(names))
         rows = math.ceil(len(names) / cols)
         figure, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-        for axis, name in zip(axes.flat, names):
+        for axis, name in zip(axes.flat, names, strict=False):
             axis.plot(table["epoch"], table[name], marker="o", markersize=3)
             axis.set_title(f"{split}: {name}")
             axis.set_xlabel("epoch")

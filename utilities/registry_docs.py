@@ -25,21 +25,36 @@ END = "<!-- registries:end -->"
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
-def first_line(component: object) -> str:
+def summary(component: object) -> str:
+    """The first paragraph of the docstring, on one line, without a trailing colon."""
     doc = (getattr(component, "__doc__", None) or "").strip()
-    return " ".join(doc.split("\n\n")[0].split()) if doc else ""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    return paragraph[:-1] + "." if paragraph.endswith(":") else paragraph
+
+
+def shown_key(key: str, component: object) -> str:
+    """``e_recall@k`` for a metric that takes an ``@`` argument, else the key."""
+    arg_name = getattr(component, "arg_name", None)
+    return f"{key}@{arg_name}" if arg_name else key
 
 
 def component_flags(component: object) -> str:
-    declare = getattr(component, "add_arguments", None)
-    if declare is None:
-        return ""
-    parser = argparse.ArgumentParser(add_help=False)
-    declare(parser.add_argument_group())
+    """The component's own flags with their defaults, and the defaults a dataset sets."""
     flags = []
-    for action in parser._actions:
-        default = "" if action.default in (None, False) else f" {action.default}"
-        flags.append(f"`{action.option_strings[0]}{default}`")
+    declare = getattr(component, "add_arguments", None)
+    if declare is not None:
+        parser = argparse.ArgumentParser(add_help=False)
+        declare(parser.add_argument_group())
+        for action in parser._actions:
+            if action.nargs == 0:
+                flags.append(f"`{action.option_strings[0]}` (switch)")
+            else:
+                default = "" if action.default is None else f" {action.default}"
+                flags.append(f"`{action.option_strings[0]}{default}`")
+    dataset_defaults = getattr(component, "defaults", {})
+    if dataset_defaults:
+        shown = ", ".join(f"`--{name} {value}`" for name, value in dataset_defaults.items())
+        flags.append(f"sets {shown} unless given")
     return ", ".join(flags)
 
 
@@ -47,8 +62,9 @@ def registry_table(title: str, registry: Registry) -> str:
     lines = [f"### {title} (`{registry.flag}`)", "", "| key | description | flags (default) |"]
     lines.append("|---|---|---|")
     for key, component in registry.items():
-        description = first_line(component).replace("|", "\\|")
-        lines.append(f"| `{key}` | {description} | {component_flags(component)} |")
+        description = summary(component).replace("|", "\\|")
+        flags = component_flags(component)
+        lines.append(f"| `{shown_key(key, component)}` | {description} | {flags} |")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import pathlib
 from typing import Any
 
@@ -56,5 +57,18 @@ def resumed_options(
     return opt
 
 
+def json_safe(content: Any) -> Any:
+    """``content`` with every NaN or infinite float replaced by ``None`` (JSON ``null``)."""
+    if isinstance(content, float):
+        return content if math.isfinite(content) else None
+    if isinstance(content, dict):
+        return {key: json_safe(value) for key, value in content.items()}
+    if isinstance(content, (list, tuple)):
+        return [json_safe(value) for value in content]
+    return content
+
+
 def write_json(path: pathlib.Path, content: Any) -> None:
-    atomic_write_text(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+    """Strict JSON (non-finite numbers become ``null``), keys in insertion order, atomically."""
+    text = json.dumps(json_safe(content), indent=2, allow_nan=False)
+    atomic_write_text(path, text + "\n")

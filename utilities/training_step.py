@@ -9,7 +9,8 @@ optimizers) goes through ``state_dict``/``load_state_dict`` into the checkpoint.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
