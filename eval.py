@@ -21,7 +21,7 @@ import numpy as np
 import architectures
 import datasets
 import metrics
-from parameters import DEFAULT_METRICS, OneLineErrorParser
+from parameters import DEFAULT_METRICS, DefaultsHelpFormatter, OneLineErrorParser
 from utilities.checkpoint import load_checkpoint, options_from_checkpoint
 from utilities.device import select_device
 from utilities.embedding import evaluate_dataset
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="eval.py",
         description="Evaluate a checkpoint or precomputed embeddings.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--test_path", help="checkpoint written by main.py")

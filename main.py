@@ -123,6 +123,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
                 device=device,
                 precision=precision,
                 name=split,
+                metric_device=device if opt.evaluate_on_gpu else torch.device("cpu"),
             )
             for split, dataset in eval_splits.items()
         }

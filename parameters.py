@@ -3,8 +3,8 @@
 Flag names and defaults follow the Revisiting-DML reference (spec revisiting_dml.md §2), so users'
 run lists keep working. Components declare their own flags (``--loss_<name>_<param>``,
 ``--miner_<name>_<param>``) next to their code; :func:`build_parser` gathers them into one
-``--help``, grouped by package. Flags the reference declared but never read (``--evaltypes``,
-``--evaluate_on_gpu``, ``--data_sim_measure``...) are not accepted.
+``--help``, grouped by package. Flags the reference declared but never read or never implemented
+(``--evaltypes``, ``--data_sim_measure``...) are not accepted.
 
 Dataset-appropriate defaults: a flag the user did not give takes the dataset's default where the
 dataset declares one (``digits`` trains ``c2f2_normalize`` at lr 1e-3 for a few epochs), otherwise
@@ -27,6 +27,17 @@ import metrics
 from utilities.errors import ConfigError
 
 DEFAULT_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "nmi", "f1", "mAP_R"]
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless the help already names its default, or
+    the flag is a switch or has no default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.nargs == 0 or action.default is None:
+            return text
+        return super()._get_help_string(action) or text
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -73,7 +84,8 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
         dest="num_workers",
         type=int,
         default=min(6, os.cpu_count() or 1),
-        help="DataLoader worker processes (alias --kernels)",
+        help="DataLoader worker processes, alias --kernels (default: the reference's 6, or the "
+        "number of CPU cores when fewer)",
     )
     group.add_argument("--bs", type=int, default=112, help="batch size")
     group.add_argument("--seed", type=int, default=1, help="random seed")
@@ -110,6 +122,12 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=DEFAULT_METRICS,
         help="metrics computed after each epoch on each split",
+    )
+    group.add_argument(
+        "--evaluate_on_gpu",
+        action="store_true",
+        help="compute the metrics on the training device (GPU); by default embeddings move to "
+        "the CPU for the metrics, as in the reference, keeping GPU memory for training",
     )
     group.add_argument(
         "--storage_metrics",
@@ -172,7 +190,7 @@ def build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog=prog,
         description="Train a deep metric learning model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     basic_training_parameters(parser)
     batch_creation_parameters(parser)

@@ -64,3 +64,13 @@ def test_validation_split_is_evaluated_and_checkpointed(tmp_path):
     run_dir = tmp_path / "runs" / "online_products" / "run"
     assert (run_dir / "CSV_Logs" / "Val.csv").is_file()
     assert (run_dir / "checkpoint_Val_e_recall@1.pth").is_file()
+
+
+def test_resume_continues_on_an_image_folder_layout(tmp_path):
+    train_and_evaluate(tmp_path, "inshop", "c2f2_normalize")
+    checkpoint = tmp_path / "runs" / "inshop" / "run" / "checkpoint_last.pth"
+    final = main.train(["--resume", str(checkpoint), "--n_epochs", "2", "--num_workers", "0"])
+    payload = load_checkpoint(checkpoint, "--resume")
+    assert payload["epoch"] == 2
+    assert len(payload["history"]["Test"]["e_recall@1"]) == 2
+    assert payload["history"]["Test"]["e_recall@1"][-1] == pytest.approx(final["e_recall@1"])

@@ -190,3 +190,33 @@ def test_undefined_metric_is_written_as_json_null(tmp_path):
     results = json.loads(output.read_text())  # strict: NaN would not parse as standard JSON
     assert results == {"e_recall@1": 0.0, "mAP_R": None}
     assert "NaN" not in output.read_text()
+
+
+def test_metrics_run_on_the_requested_device():
+    from utilities.embedding import evaluate_dataset
+    from utilities.precision import Precision
+
+    class RecordingEvaluator:
+        def compute(self, embeddings, labels, query=None, gallery=None):
+            self.devices = (embeddings.device.type, labels.device.type)
+            return {}
+
+    class Images(torch.utils.data.Dataset):
+        labels, query, gallery = np.arange(4), None, None
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            return torch.full((3,), float(index)), index, index
+
+    evaluator, cpu = RecordingEvaluator(), torch.device("cpu")
+    options = dict(batch_size=2, num_workers=0, device=cpu, precision=Precision(False, cpu))
+    model = torch.nn.Sequential()
+    model.forward = lambda x: {"embeds": x}
+    evaluate_dataset(evaluator, model, Images(), name="Test", **options)
+    assert evaluator.devices == ("cpu", "cpu")
+    evaluate_dataset(
+        evaluator, model, Images(), name="Test", metric_device=torch.device("meta"), **options
+    )
+    assert evaluator.devices == ("meta", "meta")

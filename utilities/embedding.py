@@ -54,8 +54,12 @@ def evaluate_dataset(
     device: torch.device,
     precision: Precision,
     name: str,
+    metric_device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Metrics of one split; the query/gallery protocol when the dataset carries masks."""
+    """Metrics of one split; the query/gallery protocol when the dataset carries masks.
+
+    The model runs on ``device``; the metrics on ``metric_device`` (default: ``device``).
+    """
     embeds = embed_dataset(
         model,
         dataset,
@@ -65,5 +69,6 @@ def evaluate_dataset(
         precision=precision,
         description=f"embedding {name}",
     )
+    embeds = embeds.to(metric_device or device)
     labels = torch.as_tensor(np.asarray(dataset.labels), device=embeds.device)
     return evaluator.compute(embeds, labels, query=dataset.query, gallery=dataset.gallery)

@@ -13,7 +13,15 @@ from utilities.errors import ConfigError
 from utilities.files import atomic_write_text
 
 # Flags a resumed run may change; everything else is taken from the checkpoint.
-RESUME_OVERRIDABLE = {"n_epochs", "device", "gpu", "num_workers", "source_path", "log_online"}
+RESUME_OVERRIDABLE = {
+    "n_epochs",
+    "device",
+    "gpu",
+    "evaluate_on_gpu",
+    "num_workers",
+    "source_path",
+    "log_online",
+}
 
 
 def make_run_dir(opt: argparse.Namespace) -> pathlib.Path:
