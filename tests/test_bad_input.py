@@ -158,7 +158,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_checkpoint(
         loss = original(self, images, labels)
         return loss * float("nan") if calls["n"] == steps_per_epoch + 3 else loss
 
-    steps_per_epoch = 1198 // 112
+    steps_per_epoch = 1201 // 112  # digits: 1,201 training images
     monkeypatch.setattr(main.StandardStep, "__call__", poisoned)
     fails_with(
         capsys,
