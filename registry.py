@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -82,3 +84,10 @@ class Registry:
             declare = getattr(component, "add_arguments", None)
             if declare is not None:
                 declare(group)
+
+
+def import_components(package: str, path: list[str]) -> None:
+    """Import every module of ``package`` (its ``__path__``), so each component's
+    ``@REGISTRY.register`` decorator runs; a new component is one new file, no list to edit."""
+    for module in sorted(pkgutil.iter_modules(path), key=lambda info: info.name):
+        importlib.import_module(f"{package}.{module.name}")

@@ -12,13 +12,13 @@ import difflib
 import itertools
 
 from architectures.input_spec import InputSpec
-from registry import Registry
+from registry import Registry, import_components
 from utilities.errors import ConfigError
 
 ARCHITECTURES = Registry("architecture", "--arch")
 SUFFIXES = ("frozen", "normalize")
 
-from architectures import bninception, c2f2, googlenet, resnet18, resnet50  # noqa: F401
+import_components(__name__, __path__)
 from architectures.base import EmbeddingModel
 
 

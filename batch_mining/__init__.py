@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from registry import Registry
+from registry import Registry, import_components
 
 MINERS = Registry("batch miner", "--batch_mining")
 
-from batch_mining import distance, random, semihard, softhard  # noqa: F401
+import_components(__name__, __path__)
 from batch_mining.base import BatchMiner
 
 

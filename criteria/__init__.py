@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 
 import batch_mining
-from registry import Registry
+from registry import Registry, import_components
 from utilities.errors import ConfigError
 
 CRITERIA = Registry("loss", "--loss")
 
-from criteria import contrastive, margin, triplet  # noqa: F401
+import_components(__name__, __path__)
 from criteria.base import Criterion
 
 

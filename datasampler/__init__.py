@@ -10,11 +10,11 @@ import argparse
 
 import numpy as np
 
-from registry import Registry
+from registry import Registry, import_components
 
 SAMPLERS = Registry("batch sampler", "--data_sampler")
 
-from datasampler import class_random, full_random  # noqa: F401
+import_components(__name__, __path__)
 from datasampler.base import BatchSampler
 
 

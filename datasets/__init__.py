@@ -11,11 +11,11 @@ import argparse
 from typing import Any
 
 from architectures.input_spec import InputSpec
-from registry import Registry
+from registry import Registry, import_components
 
 DATASETS = Registry("dataset", "--dataset")
 
-from datasets import cars196, cub200, digits, fashion, inshop, mnist, online_products  # noqa: F401
+import_components(__name__, __path__)
 from datasets.base import DataSplits, ImageDataset, check_tv_split_perc
 from datasets.transforms import eval_transform, train_transform
 

@@ -10,18 +10,21 @@ Shared inputs (names used in ``requires``):
   (``EvalInputs.neighbours`` / ``neighbour_labels`` / ``relevance``).
 * ``"kmeans"``: k-means cluster id of every query, K = number of distinct query labels
   (``EvalInputs.cluster_ids``).
+* ``"model"``: the model that produced the embeddings and the torch dataset they came from
+  (``EvalInputs.model`` / ``dataset``), for metrics that must run the model again (attack-based
+  robustness scores). Not available for precomputed embeddings (``eval.py --embeddings``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from utilities.errors import ConfigError
 
-SHARED_INPUTS = frozenset({"neighbours", "kmeans"})
+SHARED_INPUTS = frozenset({"neighbours", "kmeans", "model"})
 
 
 @dataclass
@@ -35,7 +38,10 @@ class EvalInputs:
     excluded. ``neighbours`` Nq×K holds split indices of the K nearest gallery items of each
     query by Euclidean distance, nearest first, the query itself excluded, -1 where the gallery
     has fewer than K other items; ``neighbour_labels`` their labels. ``cluster_ids`` (Nq,) is the
-    k-means cluster of each query. Shared inputs nobody requested stay ``None``.
+    k-means cluster of each query. ``model`` and ``dataset``: the network that produced the
+    embeddings (items of ``dataset`` are ``(image, label, index)`` in embedding order), given to
+    :meth:`metrics.Evaluator.compute` by the training and evaluation loops; ``None`` for
+    precomputed embeddings. Shared inputs nobody requested stay ``None``.
     """
 
     embeddings: torch.Tensor
@@ -47,6 +53,8 @@ class EvalInputs:
     neighbours: torch.Tensor | None = None
     neighbour_labels: torch.Tensor | None = None
     cluster_ids: torch.Tensor | None = None
+    model: torch.nn.Module | None = None
+    dataset: Any = None
 
     @property
     def query_labels(self) -> torch.Tensor:

@@ -18,6 +18,7 @@ from metrics import build_metrics
 from metrics.base import SHARED_INPUTS, EvalInputs, Metric
 from metrics.clustering import kmeans
 from metrics.knn import nearest_neighbours, use_faiss
+from utilities.errors import ConfigError
 
 
 class Evaluator:
@@ -55,12 +56,23 @@ class Evaluator:
         labels: torch.Tensor | np.ndarray,
         query: Any = None,
         gallery: Any = None,
+        *,
+        model: torch.nn.Module | None = None,
+        dataset: Any = None,
     ) -> dict[str, float]:
         """``{key: value}`` for every requested key, in the order requested.
 
-        embeddings N×D; labels (N,) integer; query/gallery boolean (N,) masks or None.
+        embeddings N×D; labels (N,) integer; query/gallery boolean (N,) masks or None;
+        ``model``/``dataset``: where the embeddings came from, for metrics requiring ``"model"``.
         """
+        needs_model = [m.key for m in self.metrics if "model" in m.requires]
+        if needs_model and (model is None or dataset is None):
+            raise ConfigError(
+                f"--evaluation_metrics: {', '.join(needs_model)} must run the model; not "
+                "available for precomputed embeddings (evaluate a checkpoint instead)"
+            )
         inputs = self.prepare(embeddings, labels, query, gallery)
+        inputs.model, inputs.dataset = model, dataset
         return {metric.key: float(metric.compute(inputs)) for metric in self.metrics}
 
     def prepare(

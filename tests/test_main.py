@@ -197,7 +197,7 @@ def test_metrics_run_on_the_requested_device():
     from utilities.precision import Precision
 
     class RecordingEvaluator:
-        def compute(self, embeddings, labels, query=None, gallery=None):
+        def compute(self, embeddings, labels, query=None, gallery=None, **context):
             self.devices = (embeddings.device.type, labels.device.type)
             return {}
 

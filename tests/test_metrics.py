@@ -11,8 +11,9 @@ from sklearn.metrics import normalized_mutual_info_score
 
 import metrics
 from metrics import engine
-from metrics.base import EvalInputs
+from metrics.base import EvalInputs, Metric
 from metrics.clustering import kmeans
+from metrics.engine import Evaluator
 from metrics.knn import faiss_module, nearest_neighbours
 from utilities.errors import ConfigError
 
@@ -350,7 +351,30 @@ def test_cuda_tensors_stay_on_gpu_and_match_cpu():
     keys = KNN_KEYS + ["nmi", "f1"]
     on_cpu = metrics.Evaluator(keys, backend="torch").compute(x, y)
     evaluator = metrics.Evaluator(keys)
-    inputs = evaluator.prepare(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    inputs = evaluator.prepare(torch.from_numpy(x).to("cuda"), torch.from_numpy(y).to("cuda"))
     assert inputs.neighbours.is_cuda and inputs.cluster_ids.is_cuda
-    on_gpu = evaluator.compute(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    on_gpu = evaluator.compute(torch.from_numpy(x).to("cuda"), torch.from_numpy(y).to("cuda"))
     assert_values({k: on_gpu[k] for k in KNN_KEYS}, {k: on_cpu[k] for k in KNN_KEYS})
+
+
+class ModelProbe(Metric):
+    """A metric that runs the model again: records what the evaluator hands it."""
+
+    requires = frozenset({"model"})
+    registry_key = "model_probe"
+
+    def compute(self, inputs: EvalInputs) -> float:
+        self.seen = (inputs.model, inputs.dataset)
+        return 0.0
+
+
+def test_model_metrics_receive_the_model_and_refuse_precomputed_embeddings():
+    evaluator = Evaluator(["e_recall@1"])
+    probe = ModelProbe()
+    evaluator.metrics.append(probe)
+    x, y = torch.eye(4), torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ConfigError, match="model_probe must run the model"):
+        evaluator.compute(x, y)
+    model, dataset = torch.nn.Identity(), object()
+    assert evaluator.compute(x, y, model=model, dataset=dataset)["model_probe"] == 0.0
+    assert probe.seen == (model, dataset)

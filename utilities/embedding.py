@@ -71,4 +71,6 @@ def evaluate_dataset(
     )
     embeds = embeds.to(metric_device or device)
     labels = torch.as_tensor(np.asarray(dataset.labels), device=embeds.device)
-    return evaluator.compute(embeds, labels, query=dataset.query, gallery=dataset.gallery)
+    return evaluator.compute(
+        embeds, labels, query=dataset.query, gallery=dataset.gallery, model=model, dataset=dataset
+    )
