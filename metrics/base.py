@@ -41,7 +41,8 @@ class EvalInputs:
     k-means cluster of each query. ``model`` and ``dataset``: the network that produced the
     embeddings (items of ``dataset`` are ``(image, label, index)`` in embedding order), given to
     :meth:`metrics.Evaluator.compute` by the training and evaluation loops; ``None`` for
-    precomputed embeddings. Shared inputs nobody requested stay ``None``.
+    precomputed embeddings. ``seed`` (``--seed``) seeds every random choice of a metric (k-means
+    initialisation, attack targets). Shared inputs nobody requested stay ``None``.
     """
 
     embeddings: torch.Tensor
@@ -55,6 +56,7 @@ class EvalInputs:
     cluster_ids: torch.Tensor | None = None
     model: torch.nn.Module | None = None
     dataset: Any = None
+    seed: int = 0
 
     @property
     def query_labels(self) -> torch.Tensor:

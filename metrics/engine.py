@@ -72,7 +72,7 @@ class Evaluator:
                 "available for precomputed embeddings (evaluate a checkpoint instead)"
             )
         inputs = self.prepare(embeddings, labels, query, gallery)
-        inputs.model, inputs.dataset = model, dataset
+        inputs.model, inputs.dataset, inputs.seed = model, dataset, self.kmeans_seed
         return {metric.key: float(metric.compute(inputs)) for metric in self.metrics}
 
     def prepare(
