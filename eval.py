@@ -2,11 +2,16 @@
 
     python eval.py --test_path RUN/checkpoint_last.pth --output R.json
     python eval.py --embeddings E.npz --evaluation_metrics e_recall@1 mAP_R nmi --output R.json
+    python eval.py --test_path CKPT --attack CA:pm=+:W=1:eps=0.30196:alpha=0.011764:pgditer=32
+    python eval.py --test_path CKPT --swipe rob28        # writes CKPT.rob28.json, prints the ERS
+    python eval.py --ers CKPT.rob28.json                 # scores any rob28/rob224 swipe file
 
 A checkpoint carries its options, so the model and the test data are rebuilt from it: nothing is
 repeated on the command line. An ``.npz`` file holds ``embeddings`` (N×D), ``labels`` (N) and
 optionally boolean ``query`` and ``gallery`` masks (both) for the query/gallery protocol.
-The JSON output maps each metric key to its value.
+The JSON output maps each metric key to its value. With ``--attack`` (repeatable) or ``--swipe``
+the checkpoint's test split is attacked instead (robrank's attack strings and swipe profiles,
+``attacks/``); the swipe JSON is robrank's ``{attack_string: [benign, adversarial]}``.
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ import argparse
 import pathlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 import architectures
 import datasets
 import metrics
+from attacks import parse_attack_string
+from attacks.profiles import PROFILES, profile
+from attacks.runner import AttackRunner
+from metrics.ers import ERS_PROFILES, ers_score, ers_terms, format_ers_table, read_swipe
 from parameters import DEFAULT_METRICS, DefaultsHelpFormatter, OneLineErrorParser
 from utilities.checkpoint import load_checkpoint, options_from_checkpoint
 from utilities.device import select_device
@@ -39,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--test_path", help="checkpoint written by main.py")
     source.add_argument("--embeddings", help=".npz with embeddings, labels[, query, gallery]")
+    source.add_argument(
+        "--ers", metavar="SWIPE.json", help="print the ERS of a rob28/rob224 swipe JSON file"
+    )
     parser.add_argument(
         "--evaluation_metrics",
         nargs="+",
@@ -53,21 +66,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num_workers", "--kernels", dest="num_workers", type=int, default=None, help="workers"
     )
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the checkpoint's)")
+    attack = parser.add_argument_group("adversarial ranking attacks (with --test_path)")
+    attack.add_argument(
+        "--attack",
+        action="append",
+        default=None,
+        metavar="STRING",
+        help="attack string, repeatable, e.g. CA:pm=+:W=1:eps=0.30196:alpha=0.011764:pgditer=32",
+    )
+    attack.add_argument("--swipe", choices=list(PROFILES), default=None, help="attack profile")
+    attack.add_argument(
+        "--attack_compat",
+        choices=["robrank"],
+        default=None,
+        help="reproduce robrank's quirks (GTM selector, LTM self-mask, ES:D at the penultimate "
+        "iterate, mean of batch means) to compare with published numbers",
+    )
+    attack.add_argument(
+        "--attack_metric",
+        choices=["N", "E", "C"],
+        default="N",
+        help="distance of the attacks: N normalised Euclidean, E Euclidean, C cosine",
+    )
+    attack.add_argument(
+        "--attack_bs", type=int, default=None, help="attack batch (default 128 for 28 px, else 112)"
+    )
+    attack.add_argument(
+        "--attack_batches", type=int, default=None, help="attack only the first N batches"
+    )
     return parser
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
+def load_checkpoint_split(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(opt, model on its device, test split, device) rebuilt from ``--test_path``."""
     payload = load_checkpoint(args.test_path, "--test_path")
     opt = options_from_checkpoint(payload)
     opt.not_pretrained = True  # the checkpoint holds every weight
-    for name in ("source_path", "bs", "num_workers"):
+    for name in ("source_path", "bs", "num_workers", "seed"):
         if getattr(args, name) is not None:
             setattr(opt, name, getattr(args, name))
     opt.device, opt.gpu = args.device, args.gpu
     device = select_device(opt)
-    evaluator = metrics.Evaluator(
-        args.evaluation_metrics or opt.evaluation_metrics, kmeans_seed=opt.seed
-    )
     data = datasets.build(opt, architectures.input_spec(opt.arch))
     model = architectures.build(opt)
     model.load_state_dict(payload["model"])
@@ -76,10 +116,18 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
         f"{args.test_path}: {opt.dataset} test split, {len(data.test)} images, epoch "
         f"{payload['epoch']}"
     )
+    return opt, model, data.test, device
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
+    opt, model, test, device = load_checkpoint_split(args)
+    evaluator = metrics.Evaluator(
+        args.evaluation_metrics or opt.evaluation_metrics, kmeans_seed=opt.seed
+    )
     return evaluate_dataset(
         evaluator,
         model,
-        data.test,
+        test,
         batch_size=opt.bs,
         num_workers=opt.num_workers,
         device=device,
@@ -127,6 +175,64 @@ def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float]:
     )
 
 
+def attack_checkpoint(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
+    """Run ``--attack`` strings or the ``--swipe`` profile on the checkpoint's test split."""
+    strings = profile(args.swipe) if args.swipe else list(args.attack)
+    for string in strings:  # a bad string fails before the checkpoint is loaded
+        parse_attack_string(string)
+    for number in (args.attack_bs, args.attack_batches):
+        if number is not None and number < 1:
+            raise ConfigError(f"--attack_bs/--attack_batches: got {number}, expected >= 1")
+    opt, model, test, device = load_checkpoint_split(args)
+    size = architectures.input_spec(opt.arch).size
+    runner = AttackRunner(
+        model,
+        test,
+        device=device,
+        batch_size=args.attack_bs or (128 if size <= 28 else 112),
+        num_workers=opt.num_workers,
+        seed=opt.seed,
+        metric=args.attack_metric,
+        compat=args.attack_compat == "robrank",
+        max_batches=args.attack_batches,
+        dataset_name=opt.dataset,
+    )
+
+    def report(number: int, string: str, outcome: tuple[dict, dict]) -> None:
+        shown = "  ".join(f"{k} {outcome[0][k]:.4f} -> {v:.4f}" for k, v in outcome[1].items())
+        print(f"[{number + 1}/{len(strings)}] {string}: {shown}", flush=True)
+
+    results = runner.swipe(strings, report)
+    print(format_attack_table(results))
+    if args.swipe:
+        path = pathlib.Path(f"{args.test_path}.{args.swipe}.json")
+        write_json(path, results)
+        print(f"Wrote {path}")
+        if args.swipe in ERS_PROFILES:
+            terms = ers_terms(results, str(path))
+            print(format_ers_table(terms))
+    return results
+
+
+def format_attack_table(results: dict[str, list[dict[str, float]]]) -> str:
+    """One row per attack string and reported key: benign and adversarial value."""
+    rows = [
+        (s, k, v[0].get(k, float("nan")), a) for s, v in results.items() for k, a in v[-1].items()
+    ]
+    width = max([len(s) for s, *_ in rows] + [6])
+    key_width = max([len(k) for _, k, *_ in rows] + [3])
+    lines = [f"{'attack':<{width}}  {'key':<{key_width}}  {'benign':>9}  {'adversarial':>11}"]
+    lines += [f"{s:<{width}}  {k:<{key_width}}  {b:>9.4f}  {a:>11.4f}" for s, k, b, a in rows]
+    return "\n".join(lines)
+
+
+def score_swipe_file(args: argparse.Namespace) -> float:
+    """Print the ERS table of ``--ers SWIPE.json``; the ERS."""
+    terms = ers_terms(read_swipe(args.ers), args.ers)
+    print(format_ers_table(terms))
+    return ers_score(terms)
+
+
 def format_table(results: dict[str, float]) -> str:
     width = max(len(name) for name in results)
     return "\n".join(f"{name:<{width}}  {value:.4f}" for name, value in results.items())
@@ -134,7 +240,21 @@ def format_table(results: dict[str, float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    attacking = bool(args.attack or args.swipe)
     try:
+        if attacking and not args.test_path:
+            raise ConfigError("--attack/--swipe: attacks need a checkpoint; give --test_path")
+        if args.attack and args.swipe:
+            raise ConfigError("--attack/--swipe: give attack strings or a profile, not both")
+        if args.ers:
+            score_swipe_file(args)
+            return 0
+        if attacking:
+            attack_results = attack_checkpoint(args)
+            if args.output:
+                write_json(pathlib.Path(args.output), attack_results)
+                print(f"Wrote {args.output}")
+            return 0
         if args.evaluation_metrics:
             metrics.build_metrics(args.evaluation_metrics)
         results = evaluate_embeddings(args) if args.embeddings else evaluate_checkpoint(args)

@@ -31,7 +31,7 @@ import metrics
 import parameters
 from utilities.checkpoint import load_checkpoint, plain_options, save_checkpoint
 from utilities.device import select_device
-from utilities.embedding import evaluate_dataset
+from utilities.embedding import embed_dataset, evaluate_dataset
 from utilities.errors import ConfigError, TrainingError, one_line
 from utilities.logger import RunLog, summary
 from utilities.online_logging import OnlineLogger
@@ -111,6 +111,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
     last_results: dict[str, dict[str, float]] = {}
     for epoch in range(start_epoch + 1, opt.n_epochs + 1):
         started = time.time()
+        refresh_sampler_embeddings(sampler, model, data.evaluation, device, precision, opt)
         loss = train_one_epoch(step, train_loader, optimizer, precision, device, epoch, opt)
         train_time = time.time() - started
         last_results = {
@@ -204,6 +205,29 @@ def train_one_epoch(
         precision.backward_and_step(loss, optimizer)
         total += loss.detach()
     return total.item() / max(len(loader), 1)
+
+
+def refresh_sampler_embeddings(
+    sampler: datasampler.BatchSampler,
+    model: torch.nn.Module,
+    train_images: torch.utils.data.Dataset,
+    device: torch.device,
+    precision: Precision,
+    opt: argparse.Namespace,
+) -> None:
+    """Samplers that select batches from embeddings (coreset, batch-match) get the current
+    model's embeddings of the training set (evaluation transforms) at the start of each epoch."""
+    if sampler.needs_embeddings:
+        embeds = embed_dataset(
+            model,
+            train_images,
+            batch_size=opt.bs,
+            num_workers=opt.num_workers,
+            device=device,
+            precision=precision,
+            description="embedding the training set for the sampler",
+        )
+        sampler.set_embeddings(embeds)
 
 
 def format_metrics(values: dict[str, float]) -> str:

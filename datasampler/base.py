@@ -20,11 +20,16 @@ class BatchSampler(Sampler[list[int]]):
     with ``--seed``). ``state_dict()`` holds the generator state as plain Python types, so a
     checkpoint resumes the exact batch sequence.
 
+    A sampler with ``needs_embeddings`` selects batches from the current model's training-set
+    embeddings: ``main.py`` passes them to its ``set_embeddings(N×D tensor)`` at the start of each
+    epoch (see ``datasampler.embedding_based``).
+
     ``class_members`` lists all dataset indices grouped by class (``class_start[c]`` and
     ``class_size[c]`` delimit class c), so samplers draw with vectorised integer arithmetic.
     """
 
     registry_key: str
+    needs_embeddings = False
 
     def __init__(self, opt: argparse.Namespace, labels: np.ndarray) -> None:
         self.labels = np.asarray(labels, dtype=np.int64)

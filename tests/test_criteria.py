@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import criteria
+import parameters
 from batch_mining import MINERS
 from batch_mining.base import BatchMiner
 from criteria import CRITERIA
@@ -17,28 +18,16 @@ from criteria.base import Criterion
 from utilities.errors import ConfigError
 
 N_CLASSES = 6
+EMBED_DIM = 8
 
 
 def make_opt(**overrides: object) -> argparse.Namespace:
-    values = {
-        "loss": "triplet",
-        "batch_mining": "random",
-        "n_classes": N_CLASSES,
-        "miner_semihard_margin": None,
-        "miner_distance_lower_cutoff": 0.5,
-        "miner_distance_upper_cutoff": 1.4,
-        "miner_distance_no_upper_cutoff": False,
-        "loss_triplet_margin": 0.2,
-        "loss_contrastive_pos_margin": 0.0,
-        "loss_contrastive_neg_margin": 1.0,
-        "loss_margin_margin": 0.2,
-        "loss_margin_beta_lr": 5e-4,
-        "loss_margin_beta": 1.2,
-        "loss_margin_nu": 0.0,
-        "loss_margin_beta_constant": False,
-    }
-    values.update(overrides)
-    return argparse.Namespace(**values)
+    """Every flag at its parser default, ``n_classes`` set, then ``overrides``."""
+    opt = parameters.build_parser().parse_args(["--embed_dim", str(EMBED_DIM)])
+    opt.n_classes = N_CLASSES
+    for name, value in overrides.items():
+        setattr(opt, name, value)
+    return opt
 
 
 def build(key: str, **overrides: object) -> Criterion:
@@ -48,7 +37,7 @@ def build(key: str, **overrides: object) -> Criterion:
 
 
 def make_batch(
-    per_class: int = 3, dim: int = 8, seed: int = 0
+    per_class: int = 3, dim: int = EMBED_DIM, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(N_CLASSES).repeat_interleave(per_class)
@@ -117,10 +106,19 @@ def test_finite_and_gradients_reach_embeddings(key: str) -> None:
     assert embeds.grad.abs().sum() > 0
 
 
-VARIANTS = [(key, {}) for key in CRITERIA] + [
+MINED_LOSSES = [key for key, loss in CRITERIA.items() if loss.requires_batchminer]
+VARIANTS = [(key, {}) for key in MINED_LOSSES] + [
     ("margin", {"loss_margin_nu": 0.3}),
     ("margin", {"loss_margin_beta_constant": True}),
 ]
+
+
+def test_every_loss_has_a_naive_reference() -> None:
+    """Mined losses are checked here, proxy/classification losses in test_criteria_proxies."""
+    from test_criteria_proxies import NAIVE as PROXY_NAIVE
+
+    missing = set(CRITERIA.keys()) - set(NAIVE) - set(PROXY_NAIVE)
+    assert not missing, f"add a naive reference implementation of {sorted(missing)}"
 
 
 @pytest.mark.parametrize(("key", "overrides"), VARIANTS)

@@ -1,0 +1,57 @@
+"""ProxyNCA (reference ``criteria/proxynca.py``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from batch_mining.base import BatchMiner
+from criteria import CRITERIA
+from criteria.base import Criterion
+from criteria.proxy_utils import require_classes
+
+
+@CRITERIA.register("proxynca")
+class ProxyNCALoss(Criterion):
+    """ProxyNCA (Movshovitz-Attias et al., "No Fuss Distance Metric Learning using Proxies",
+    ICCV 2017) with one proxy p_c per training class and a fixed scale 3 on both sides:
+
+        x̂ = 3·x/‖x‖,  p̂_c = 3·p_c/‖p_c‖,  d_ic = ‖x̂_i − p̂_c‖²
+        L = mean_i [ d_{i,y_i} + logsumexp_{c≠y_i}(−d_ic) ]
+          = mean_i −log( exp(−d_{i,y_i}) / Σ_{c≠y_i} exp(−d_ic) )
+
+    Input: embeddings B×D, labels B in 0..C−1 (C = ``opt.n_classes``). Proxies are initialised
+    N(0, 1)/8 and train at ``--lr`` × ``--loss_proxynca_lrmulti`` without weight decay.
+    """
+
+    def __init__(self, opt: argparse.Namespace, miner: BatchMiner | None = None) -> None:
+        super().__init__(opt, miner)
+        require_classes(opt, 2, "proxynca")
+        self.proxies = nn.Parameter(torch.randn(opt.n_classes, opt.embed_dim) / 8)
+        self.proxy_lr = opt.lr * opt.loss_proxynca_lrmulti
+
+    @staticmethod
+    def add_arguments(group: argparse._ArgumentGroup) -> None:
+        group.add_argument(
+            "--loss_proxynca_lrmulti",
+            type=float,
+            default=50.0,
+            help="proxy learning rate = --lr × this (no weight decay)",
+        )
+
+    def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
+        labels = labels.to(embeds.device)
+        x = 3 * F.normalize(embeds, dim=1)
+        p = 3 * F.normalize(self.proxies, dim=1).to(embeds.dtype)
+        dist2 = (x.pow(2).sum(1, keepdim=True) + p.pow(2).sum(1)[None] - 2 * x @ p.T).clamp_min(0)
+        positive = dist2.gather(1, labels[:, None]).squeeze(1)
+        own_class = F.one_hot(labels, len(p)).bool()
+        negatives = torch.logsumexp((-dist2).masked_fill(own_class, float("-inf")), dim=1)
+        return (positive + negatives).mean()
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"params": [self.proxies], "lr": self.proxy_lr, "weight_decay": 0.0}]

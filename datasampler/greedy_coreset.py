@@ -1,0 +1,69 @@
+"""Greedy k-center coreset batches (reference ``datasampler/greedy_coreset_sampler.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import torch
+
+from datasampler import SAMPLERS
+from datasampler.embedding_based import EmbeddingSampler, add_big_batch_flag, add_flag_once
+
+
+@SAMPLERS.register("greedy_coreset")
+class GreedyCoresetSampler(EmbeddingSampler):
+    """Greedy k-center coreset batches (Sener & Savarese, "Active Learning for Convolutional
+    Neural Networks: A Core-Set Approach", ICLR 2018), as used by Roth et al., ICML 2020.
+
+    Per batch, from a fresh random big batch B of ``--data_batchmatch_bigbs`` samples (optionally
+    randomly projected to ``--data_sampler_lowproj_dim`` dimensions), select bs/spc centres S:
+    the first uniformly, then repeatedly s = argmax_{x∈B} min_{c∈S} ‖x − c‖²
+    (``--data_gc_softened``: uniform among the top 3% of that score); each centre is followed by
+    spc − 1 random samples of its class. ``len(train) // bs`` batches per epoch. The reference
+    maps the selected positions through a different index array drawn once per epoch, so its
+    batches neither match the computed coreset nor vary within an epoch; fixed here.
+    """
+
+    def __init__(self, opt: argparse.Namespace, labels: np.ndarray) -> None:
+        super().__init__(opt, labels)
+        self.lowproj_dim = int(opt.data_sampler_lowproj_dim)
+        self.softened = bool(opt.data_gc_softened)
+
+    @staticmethod
+    def add_arguments(group: argparse._ArgumentGroup) -> None:
+        add_big_batch_flag(group)
+        add_flag_once(
+            group,
+            "--data_sampler_lowproj_dim",
+            type=int,
+            default=-1,
+            help="if > 0, coreset samplers select on a random projection to this many dimensions",
+        )
+        group.add_argument(
+            "--data_gc_softened",
+            action="store_true",
+            help="greedy_coreset: pick uniformly among the top 3%% farthest instead of the argmax",
+        )
+
+    def draw_batch(self) -> list[int]:
+        big = self.big_batch()
+        embeds = self.stored()[torch.as_tensor(big, device=self.stored().device)]
+        embeds = self.random_projection(embeds, self.lowproj_dim)
+        return self.fill_classes(big[self.k_center(embeds)])
+
+    def k_center(self, embeds: torch.Tensor) -> np.ndarray:
+        """Positions (in ``embeds``) of the greedily selected bs/spc centres."""
+        selected = [int(self.rng.integers(len(embeds)))]
+        nearest = (embeds - embeds[selected[0]]).pow(2).sum(1)
+        top = max(1, math.ceil(0.03 * len(embeds)))
+        for _ in range(self.n_draws - 1):
+            if self.softened:
+                candidates = torch.topk(nearest, top).indices.cpu().numpy()
+                chosen = int(candidates[self.rng.integers(len(candidates))])
+            else:
+                chosen = int(nearest.argmax())
+            selected.append(chosen)
+            nearest = torch.minimum(nearest, (embeds - embeds[chosen]).pow(2).sum(1))
+        return np.asarray(selected)

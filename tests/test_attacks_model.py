@@ -1,0 +1,193 @@
+"""Attacks on real models: a c2f2 trained a few steps on digits (each attack moves its own
+metric the attacked way, seeded scores, the robrank compatibility switches, eval.py's --attack /
+--swipe / --ers), and every attack on every registered architecture with batch size 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+import architectures
+import datasets
+import eval as eval_cli
+import main
+from attacks.profiles import profile
+from attacks.runner import AttackRunner
+from metrics.ers import ers_score, ers_terms
+from utilities.checkpoint import load_checkpoint, options_from_checkpoint
+
+FAST = "eps=0.30196:alpha=0.011764:pgditer=6"
+# attack string -> (reported key, +1 if the attack raises it, -1 if it lowers it)
+DIRECTIONS = {
+    f"CA:pm=+:W=1:{FAST}": ("CA+:prank", -1),
+    f"CA:pm=-:W=1:{FAST}": ("CA-:prank", +1),
+    f"QA:pm=+:M=1:{FAST}": ("QA+:prank", -1),
+    f"QA:pm=-:M=1:{FAST}": ("QA-:prank", +1),
+    f"SPQA:pm=+:M=1:{FAST}": ("SPQA+:prank", -1),
+    f"SPQA:pm=-:M=1:{FAST}": ("SPQA-:prank", +1),
+    f"TMA:{FAST}": ("Cosine-SIM", +1),
+    f"ES:{FAST}": ("embshift", +1),
+    f"LTM:{FAST}": ("r@1", -1),
+    f"GTM:{FAST}": ("r@1", -1),
+    f"GTT:{FAST}": ("retain@4", -1),
+    f"FOA:M=2:{FAST}": ("FOA2:Accuracy", +1),
+    f"FOA:M=4:{FAST}": ("FOA:tau", +1),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(checkpoint path, model, test split, options) of c2f2 trained one epoch on digits."""
+    root = tmp_path_factory.mktemp("attack_run")
+    main.train(
+        ["--dataset", "digits", "--n_epochs", "1", "--no_train_metrics", "--num_workers", "0",
+         "--save_path", str(root), "--savename", "run", "--evaluation_metrics", "e_recall@1"]
+    )  # fmt: skip
+    checkpoint = root / "digits" / "run" / "checkpoint_last.pth"
+    opt = options_from_checkpoint(load_checkpoint(checkpoint, "--test_path"))
+    opt.not_pretrained = True
+    data = datasets.build(opt, architectures.input_spec(opt.arch))
+    model = architectures.build(opt)
+    model.load_state_dict(load_checkpoint(checkpoint, "--test_path")["model"])
+    return checkpoint, model, data.test, opt
+
+
+def runner_for(trained, **options):
+    _, model, test, opt = trained
+    settings = dict(device=torch.device("cpu"), batch_size=48, max_batches=1, seed=3,
+                    dataset_name=opt.dataset, progress=False)  # fmt: skip
+    settings.update(options)
+    return AttackRunner(model, test, **settings)
+
+
+@pytest.mark.parametrize("string", list(DIRECTIONS))
+def test_each_attack_moves_its_metric_the_attacked_way(trained, string):
+    key, direction = DIRECTIONS[string]
+    benign, adversarial = runner_for(trained).run(string)
+    assert set(benign) == set(adversarial)
+    assert direction * (adversarial[key] - benign[key]) > 0, (benign, adversarial)
+
+
+def test_scores_are_seeded_and_the_model_is_left_unchanged(trained):
+    _, model, _, _ = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    string = f"CA:pm=+:W=2:{FAST}"
+    first, again = runner_for(trained).run(string), runner_for(trained).run(string)
+    other = runner_for(trained, seed=4).run(string)
+    assert first == again and first != other
+    assert model.training  # mode restored
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_compat_takes_es_shift_from_the_penultimate_iterate(trained):
+    fgsm = "ES:eps=0.1:alpha=0.01:pgditer=1"
+    _, correct = runner_for(trained).run(fgsm)
+    _, quirk = runner_for(trained, compat=True).run(fgsm)
+    assert correct["embshift"] > 0.0 and quirk["embshift"] == 0.0
+    assert correct["r@1"] == quirk["r@1"]
+
+
+def test_summaries_are_item_means_and_compat_averages_batch_means(trained):
+    string = "TMA:eps=0.1:alpha=0.01:pgditer=1"
+    whole = runner_for(trained, batch_size=40, max_batches=1).run(string)
+    parts = [runner_for(trained, batch_size=b, max_batches=m).run(string) for b, m in ((30, 1),)]
+    split = runner_for(trained, batch_size=30, max_batches=2, compat=True)
+    # 40 items in one batch vs 30 + 30 items: check the compat mean-of-means directly
+    assert len(parts) == 1 and set(whole[1]) == {"Cosine-SIM"}
+    item_mean = runner_for(trained, batch_size=30, max_batches=2).run(string)[1]["Cosine-SIM"]
+    batch_mean = split.run(string)[1]["Cosine-SIM"]
+    assert item_mean == pytest.approx(batch_mean)  # equal batches: both means agree
+
+
+def test_eval_attack_and_swipe_and_ers(trained, tmp_path, capsys):
+    checkpoint = trained[0]
+    output = tmp_path / "A.json"
+    strings = [f"ES:{FAST}", f"GTT:{FAST}"]
+    argv = ["--test_path", str(checkpoint), "--attack_bs", "16", "--attack_batches", "1"]
+    assert eval_cli.main([*argv, "--attack", strings[0], "--attack", strings[1],
+                          "--output", str(output)]) == 0  # fmt: skip
+    result = json.loads(output.read_text())
+    assert list(result) == strings
+    assert set(result[strings[0]][1]) == {"embshift", "r@1", "r@10", "r@100"}
+    assert "[2/2] GTT" in capsys.readouterr().out
+
+    assert eval_cli.main([*argv, "--swipe", "rob28"]) == 0
+    swipe_file = checkpoint.parent / "checkpoint_last.pth.rob28.json"
+    swipe = json.loads(swipe_file.read_text())
+    assert list(swipe) == profile("rob28")
+    assert all(len(entry) == 2 for entry in swipe.values())
+    printed = capsys.readouterr().out
+    score = ers_score(ers_terms(swipe))
+    assert printed.rstrip().splitlines()[-1] == f"ERS {score:.1f}"
+    assert "[9/9] GTT" in printed
+
+    assert eval_cli.main(["--ers", str(swipe_file)]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[-1] == f"ERS {score:.1f}" and len(lines) == 12
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--attack", "ES"], "--attack/--swipe: attacks need a checkpoint"),
+        (["--test_path", "X", "--attack", "CA:pm=+"], "--attack: bad attack string"),
+        (["--test_path", "X", "--attack", "ES", "--swipe", "rob28"], "not both"),
+        (["--ers", "/nonexistent.json"], "--ers: cannot read swipe JSON"),
+    ],
+)
+def test_eval_attack_errors_are_one_line(argv, fragment, capsys):
+    if argv[0] == "--attack":
+        argv = ["--embeddings", "E.npz", *argv]
+    assert eval_cli.main(argv) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_ers_of_a_file_missing_a_term_is_an_error(tmp_path, capsys):
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps({"ES:eps=0.1": [{}, {"embshift": 0.1, "r@1": 50.0}]}))
+    assert eval_cli.main(["--ers", str(path)]) == 2
+    assert "has no CA+ result" in capsys.readouterr().err
+
+
+ALL_ATTACKS = [
+    "CA:pm=+:W=1", "CA:pm=-:W=2", "QA:pm=+:M=1", "QA:pm=-:M=2", "SPQA:pm=+:M=1",
+    "SPQA:pm=-:M=1", "ES", "TMA", "LTM", "GTM", "GTT", "FOA:M=2", "FOA:M=3",
+]  # fmt: skip
+
+
+class TinySplit(torch.utils.data.Dataset):
+    """Random images with labels, items (image, label, index) like datasets.build's splits."""
+
+    def __init__(self, n: int, channels: int, size: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, channels, size, size, generator=generator)
+        self.labels = (torch.arange(n) % 3).numpy()
+        self.query = self.gallery = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.labels[i]), i
+
+
+@pytest.mark.parametrize("arch", architectures.ARCHITECTURES.keys())
+def test_every_attack_runs_on_every_architecture_with_batch_size_1(arch):
+    torch.manual_seed(0)
+    opt = argparse.Namespace(arch=arch, embed_dim=8, not_pretrained=True, pretrained_path=None)
+    model = architectures.build(opt)
+    spec = architectures.input_spec(arch)
+    size = spec.size if spec.fixed_size else 64
+    split = TinySplit(12, spec.channels, size)
+    runner = AttackRunner(model, split, device=torch.device("cpu"), batch_size=1, max_batches=2,
+                          seed=0, dataset_name="cub200", progress=False)  # fmt: skip
+    for string in ALL_ATTACKS:
+        steps = 1 if string.startswith(("CA", "QA", "SPQA")) else 2
+        benign, adversarial = runner.run(f"{string}:eps=0.03:alpha=0.01:pgditer={steps}")
+        assert adversarial and set(benign) == set(adversarial), string
+        assert all(torch.isfinite(torch.tensor(v)) for v in adversarial.values()), string
