@@ -19,10 +19,19 @@ class BatchMiner:
     negative) batch indices on the embeddings' device.
 
     Subclasses implement :meth:`mine` and may override ``output`` when they return something other
-    than triplets.
+    than triplets. A triplet miner states which rule its triplets obey in ``triplet_rule``:
+
+    - ``"labels"``: y_a = y_p, a ≠ p and y_n ≠ y_a (every ordinary miner);
+    - ``"labels_or_push"``: as ``"labels"``, except ρ-regularisation triplets (a, a, p′) whose
+      "negative" p′ ≠ a is a same-class sample, so a ranking loss pushes it away (``rho_distance``);
+    - ``"shuffled_labels"``: ``"labels"`` for a random permutation of the batch labels, not the true
+      ones (the ``random_distance`` control);
+    - ``"one_class"``: a, p and n drawn with replacement from one class (the ``intra_random``
+      control).
     """
 
     output = "triplets"
+    triplet_rule = "labels"
     registry_key: str
 
     def __init__(self, opt: argparse.Namespace) -> None:
@@ -69,3 +78,32 @@ def triplets(
 ) -> torch.Tensor:
     """Stack three index vectors into the T×3 int64 triplet tensor."""
     return torch.stack([anchors, positives, negatives], dim=1).long()
+
+
+# Result kind "anchor_positive_negative_sets" (miners ``npair`` and ``lifted``; losses ``npair``,
+# ``angular`` and ``lifted``): one LongTensor A×(1+B) on the embeddings' device, a row per anchor.
+#   column 0       the anchor's batch index a;
+#   column 1 + j   the role of batch sample j for that anchor: POSITIVE (1), NEGATIVE (-1) or 0
+#                  (unused: the anchor itself, or a sample the miner left out).
+# One tensor (not a tuple of ragged lists) keeps every consumer vectorised: a loss reads the sets
+# as A×B boolean masks (``split_anchor_sets``) and masks its A×B similarity or distance matrix.
+# Every row has at least one positive and one negative: npair rows exactly one positive, lifted
+# rows every same-class sample. A = 0 (nothing to mine) gives an empty 0×(1+B) tensor.
+POSITIVE = 1
+NEGATIVE = -1
+
+
+def anchor_sets(
+    anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """Pack anchor indices (A,) and boolean A×B positive/negative masks into the A×(1+B)
+    ``anchor_positive_negative_sets`` tensor (a sample in both masks counts as positive)."""
+    roles = torch.where(positives, POSITIVE, torch.where(negatives, NEGATIVE, 0))
+    return torch.cat([anchors[:, None], roles], dim=1).long()
+
+
+def split_anchor_sets(mined: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unpack an A×(1+B) ``anchor_positive_negative_sets`` tensor into anchor indices (A,) and
+    boolean A×B masks of each anchor's positives and negatives."""
+    roles = mined[:, 1:]
+    return mined[:, 0], roles == POSITIVE, roles == NEGATIVE

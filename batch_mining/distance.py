@@ -33,33 +33,21 @@ class DistanceMiner(BatchMiner):
     negative are skipped. Returns T×3 indices, one triplet per eligible anchor.
     """
 
+    flag_name = "distance"  # reads --miner_<flag_name>_{lower,upper}_cutoff, ..._no_upper_cutoff
+
     def __init__(self, opt: argparse.Namespace) -> None:
         super().__init__(opt)
-        self.lower_cutoff = opt.miner_distance_lower_cutoff
+        prefix = f"miner_{self.flag_name}"
+        self.lower_cutoff = getattr(opt, f"{prefix}_lower_cutoff")
         self.upper_cutoff = (
-            None if opt.miner_distance_no_upper_cutoff else opt.miner_distance_upper_cutoff
+            None
+            if getattr(opt, f"{prefix}_no_upper_cutoff")
+            else getattr(opt, f"{prefix}_upper_cutoff")
         )
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
-        group.add_argument(
-            "--miner_distance_lower_cutoff",
-            type=float,
-            default=0.5,
-            help="distances are clamped to at least this before weighting",
-        )
-        group.add_argument(
-            "--miner_distance_upper_cutoff",
-            type=float,
-            default=1.4,
-            help="negatives farther than this are not sampled (weight 0)",
-        )
-        group.add_argument(
-            "--miner_distance_no_upper_cutoff",
-            action="store_true",
-            help="reference behaviour: ignore --miner_distance_upper_cutoff (the reference "
-            "documents it but never applies it)",
-        )
+        add_cutoff_arguments(group, "distance")
 
     def mine(self, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist = pairwise_distances(embeds)
@@ -84,3 +72,25 @@ class DistanceMiner(BatchMiner):
         log_weight = log_weight.masked_fill(~eligible, float("-inf"))
         log_weight = log_weight - log_weight.max(1, keepdim=True).values
         return log_weight.exp()
+
+
+def add_cutoff_arguments(group: argparse._ArgumentGroup, name: str) -> None:
+    """The cutoff flags ``--miner_<name>_{lower,upper}_cutoff`` and ``..._no_upper_cutoff``."""
+    group.add_argument(
+        f"--miner_{name}_lower_cutoff",
+        type=float,
+        default=0.5,
+        help="distances are clamped to at least this before weighting",
+    )
+    group.add_argument(
+        f"--miner_{name}_upper_cutoff",
+        type=float,
+        default=1.4,
+        help="negatives farther than this are not sampled (weight 0)",
+    )
+    group.add_argument(
+        f"--miner_{name}_no_upper_cutoff",
+        action="store_true",
+        help=f"reference behaviour: ignore --miner_{name}_upper_cutoff (the reference "
+        "documents it but never applies it)",
+    )

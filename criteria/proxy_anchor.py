@@ -26,7 +26,8 @@ class ProxyAnchorLoss(Criterion):
 
     Input: embeddings B×D, labels B in 0..C−1. Proxies are Kaiming-normal (fan_out) initialised,
     normalised only inside the cosine, and train at ``--lr`` × ``--loss_proxy_anchor_lrmulti``
-    (100, the official recipe) without weight decay.
+    (100, the official recipe) with the network's weight decay ``--decay``: the official code
+    overrides only the proxies' learning rate, so its optimizer's weight decay applies to them.
     """
 
     def __init__(self, opt: argparse.Namespace, miner: BatchMiner | None = None) -> None:
@@ -35,6 +36,7 @@ class ProxyAnchorLoss(Criterion):
         self.alpha = opt.loss_proxy_anchor_alpha
         self.delta = opt.loss_proxy_anchor_delta
         self.proxy_lr = opt.lr * opt.loss_proxy_anchor_lrmulti
+        self.proxy_decay = opt.decay
         proxies = torch.empty(opt.n_classes, opt.embed_dim)
         nn.init.kaiming_normal_(proxies, mode="fan_out")
         self.proxies = nn.Parameter(proxies)
@@ -51,7 +53,7 @@ class ProxyAnchorLoss(Criterion):
             "--loss_proxy_anchor_lrmulti",
             type=float,
             default=100.0,
-            help="proxy learning rate = --lr × this (no weight decay)",
+            help="proxy learning rate = --lr × this (weight decay: --decay, as the official code)",
         )
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
@@ -67,4 +69,4 @@ class ProxyAnchorLoss(Criterion):
         return pos_term + neg_term
 
     def param_groups(self) -> list[dict[str, Any]]:
-        return [{"params": [self.proxies], "lr": self.proxy_lr, "weight_decay": 0.0}]
+        return [{"params": [self.proxies], "lr": self.proxy_lr, "weight_decay": self.proxy_decay}]

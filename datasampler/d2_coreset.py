@@ -8,7 +8,11 @@ import numpy as np
 import torch
 
 from datasampler import SAMPLERS
-from datasampler.embedding_based import EmbeddingSampler, add_big_batch_flag, add_flag_once
+from datasampler.embedding_based import (
+    EmbeddingSampler,
+    add_big_batch_flag,
+    add_lowproj_flag,
+)
 
 
 @SAMPLERS.register("d2_coreset")
@@ -29,19 +33,12 @@ class D2CoresetSampler(EmbeddingSampler):
 
     def __init__(self, opt: argparse.Namespace, labels: np.ndarray) -> None:
         super().__init__(opt, labels)
-        self.lowproj_dim = int(opt.data_sampler_lowproj_dim)
         self.exponent = float(opt.data_d2_coreset_lambda)
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         add_big_batch_flag(group)
-        add_flag_once(
-            group,
-            "--data_sampler_lowproj_dim",
-            type=int,
-            default=-1,
-            help="if > 0, coreset samplers select on a random projection to this many dimensions",
-        )
+        add_lowproj_flag(group)
         group.add_argument(
             "--data_d2_coreset_lambda",
             type=float,
@@ -52,7 +49,7 @@ class D2CoresetSampler(EmbeddingSampler):
     def draw_batch(self) -> list[int]:
         big = self.big_batch()
         embeds = self.stored()[torch.as_tensor(big, device=self.stored().device)].double()
-        embeds = self.random_projection(embeds, self.lowproj_dim)
+        embeds = self.random_projection(embeds)
         return self.fill_classes(big[self.d2_select(embeds)])
 
     def d2_select(self, embeds: torch.Tensor) -> np.ndarray:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 from datasampler import SAMPLERS
-from datasampler.embedding_based import BatchMatchSampler, add_big_batch_flag, add_ncomps_flag
+from datasampler.embedding_based import (
+    BatchMatchSampler,
+    add_big_batch_flag,
+    add_lowproj_flag,
+    add_ncomps_flag,
+)
 
 N_BINS = 50
 HISTOGRAM_WEIGHT = 75.0
@@ -33,18 +39,30 @@ class DistHistBatchMatchSampler(BatchMatchSampler):
 
         ‖μ_b − μ_c‖ + ‖σ_b − σ_c‖ + 75 · 2·W₁(h_b, h_c)
 
-    with μ, σ the per-dimension mean and standard deviation and h the normalised histogram of the
-    pairwise distances over 50 bins spanning the big batch's range; W₁ between histograms on one
-    grid is Σ_bins |H_b − H_c| · bin width (H the cumulative histograms). The reference passes the
-    histogram values to scipy's ``wasserstein_distance`` as if they were samples; the cost here is
-    the Wasserstein distance of the two distance distributions (the reference sums both
-    directions, hence 2·W₁). ``len(train) // bs`` batches per epoch.
+    with μ, σ the per-dimension mean and (population) standard deviation and h the normalised
+    histogram of the pairwise distances over 50 bins spanning the big batch's range; W₁ between
+    histograms on one grid is Σ_bins |H_b − H_c| · bin width (H the cumulative histograms). The
+    reference passes the two arrays of 50 bin heights to scipy's ``wasserstein_distance`` as if
+    they were samples (W₁ of the bin-height distributions, blind to where the mass lies), summed
+    in both directions, hence 2·W₁; ``--data_batchmatch_reference_wasserstein`` reproduces that
+    term for its published sampler numbers. ``len(train) // bs`` batches per epoch.
     """
+
+    def __init__(self, opt: argparse.Namespace, labels: np.ndarray) -> None:
+        super().__init__(opt, labels)
+        self.reference_wasserstein = bool(opt.data_batchmatch_reference_wasserstein)
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         add_big_batch_flag(group)
         add_ncomps_flag(group)
+        add_lowproj_flag(group)
+        group.add_argument(
+            "--data_batchmatch_reference_wasserstein",
+            action="store_true",
+            help="disthist_batchmatch: the reference's histogram term, scipy's 1-D Wasserstein "
+            "distance between the two arrays of bin heights taken as samples",
+        )
 
     def costs(self, big: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         big_dists = torch.pdist(big)
@@ -53,8 +71,12 @@ class DistHistBatchMatchSampler(BatchMatchSampler):
         edges = low + (high - low) * edges
         big_hist = distance_histograms(big[None], edges)
         candidate_hist = distance_histograms(candidates, edges)
-        width = (high - low) / N_BINS
-        wasserstein = (big_hist.cumsum(1) - candidate_hist.cumsum(1)).abs().sum(1) * width
+        if self.reference_wasserstein:  # W₁ of equal-size samples: mean gap of the sorted values
+            gaps = big_hist.sort(1).values - candidate_hist.sort(1).values
+            wasserstein = gaps.abs().mean(1)
+        else:
+            width = (high - low) / N_BINS
+            wasserstein = (big_hist.cumsum(1) - candidate_hist.cumsum(1)).abs().sum(1) * width
         mean_gap = (big.mean(0) - candidates.mean(1)).norm(dim=1)
-        std_gap = (big.std(0) - candidates.std(1)).norm(dim=1)
+        std_gap = (big.std(0, correction=0) - candidates.std(1, correction=0)).norm(dim=1)
         return mean_gap + std_gap + HISTOGRAM_WEIGHT * 2 * wasserstein

@@ -37,6 +37,17 @@ def add_big_batch_flag(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def add_lowproj_flag(group: argparse._ArgumentGroup) -> None:
+    add_flag_once(
+        group,
+        "--data_sampler_lowproj_dim",
+        type=int,
+        default=-1,
+        help="if > 0, embedding-based samplers select on a random projection to this many "
+        "dimensions",
+    )
+
+
 class EmbeddingSampler(BatchSampler):
     """Base class of the storage samplers: ``len(labels) // bs`` batches per epoch, each selected
     independently from a fresh random big batch of the stored embeddings.
@@ -57,6 +68,7 @@ class EmbeddingSampler(BatchSampler):
                 f"--data_batchmatch_bigbs: got {opt.data_batchmatch_bigbs}, expected at least "
                 f"--bs / --samples_per_class = {self.n_draws}"
             )
+        self.lowproj_dim = int(opt.data_sampler_lowproj_dim)
         self.embeddings: torch.Tensor | None = None
 
     def set_embeddings(self, embeddings: torch.Tensor) -> None:
@@ -80,8 +92,10 @@ class EmbeddingSampler(BatchSampler):
         """``--data_batchmatch_bigbs`` distinct dataset indices, uniformly at random."""
         return self.rng.choice(len(self.labels), size=self.big_bs, replace=False)
 
-    def random_projection(self, embeds: torch.Tensor, dim: int) -> torch.Tensor:
-        """Project to ``dim`` dimensions with a Gaussian matrix from the sampler's generator."""
+    def random_projection(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Project to ``--data_sampler_lowproj_dim`` dimensions (when > 0 and smaller than D) with
+        a fresh Gaussian matrix from the sampler's generator."""
+        dim = self.lowproj_dim
         if dim <= 0 or dim >= embeds.shape[1]:
             return embeds
         matrix = self.rng.standard_normal((embeds.shape[1], dim)) / np.sqrt(dim)
@@ -114,6 +128,8 @@ class BatchMatchSampler(EmbeddingSampler):
     random class draws × spc samples, as ``class_random``) and ``--data_batchmatch_ncomps``
     candidate batches, each bs/spc of its class groups chosen without replacement; the candidate
     whose embedding statistics best match the big batch's (lowest :meth:`costs`) is the batch.
+    With ``--data_sampler_lowproj_dim`` > 0 the statistics are computed on a random projection of
+    the big batch (one matrix per batch), as in the reference.
     """
 
     def __init__(self, opt: argparse.Namespace, labels: np.ndarray) -> None:
@@ -132,12 +148,15 @@ class BatchMatchSampler(EmbeddingSampler):
         classes = self.rng.integers(0, len(self.class_size), size=self.n_groups)
         big = self.random_members(classes, self.samples_per_class)  # groups × spc
         chosen_groups = np.argsort(self.rng.random((self.n_candidates, self.n_groups)), axis=1)
-        candidates = big[chosen_groups[:, : self.n_draws]].reshape(self.n_candidates, -1)
+        spc = self.samples_per_class
+        positions = chosen_groups[:, : self.n_draws, None] * spc + np.arange(spc)
+        positions = positions.reshape(self.n_candidates, -1)  # rows of the flattened big batch
         stored = self.stored()
         big_embeds = stored[torch.as_tensor(big.reshape(-1), device=stored.device)].double()
-        candidate_embeds = stored[torch.as_tensor(candidates, device=stored.device)].double()
+        big_embeds = self.random_projection(big_embeds)
+        candidate_embeds = big_embeds[torch.as_tensor(positions, device=stored.device)]
         best = int(self.costs(big_embeds, candidate_embeds).argmin())
-        return candidates[best].tolist()
+        return big.reshape(-1)[positions[best]].tolist()
 
     def costs(self, big: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Cost (n_candidates,) of each candidate (n_candidates×bs×D) against the big batch."""

@@ -7,7 +7,12 @@ import argparse
 import torch
 
 from datasampler import SAMPLERS
-from datasampler.embedding_based import BatchMatchSampler, add_big_batch_flag, add_ncomps_flag
+from datasampler.embedding_based import (
+    BatchMatchSampler,
+    add_big_batch_flag,
+    add_lowproj_flag,
+    add_ncomps_flag,
+)
 
 
 def gaussian_fit(embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,6 +46,7 @@ class FIDBatchMatchSampler(BatchMatchSampler):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         add_big_batch_flag(group)
         add_ncomps_flag(group)
+        add_lowproj_flag(group)
 
     def costs(self, big: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         big_mean, big_cov = gaussian_fit(big)

@@ -9,7 +9,11 @@ import numpy as np
 import torch
 
 from datasampler import SAMPLERS
-from datasampler.embedding_based import EmbeddingSampler, add_big_batch_flag, add_flag_once
+from datasampler.embedding_based import (
+    EmbeddingSampler,
+    add_big_batch_flag,
+    add_lowproj_flag,
+)
 
 
 @SAMPLERS.register("greedy_coreset")
@@ -28,19 +32,12 @@ class GreedyCoresetSampler(EmbeddingSampler):
 
     def __init__(self, opt: argparse.Namespace, labels: np.ndarray) -> None:
         super().__init__(opt, labels)
-        self.lowproj_dim = int(opt.data_sampler_lowproj_dim)
         self.softened = bool(opt.data_gc_softened)
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         add_big_batch_flag(group)
-        add_flag_once(
-            group,
-            "--data_sampler_lowproj_dim",
-            type=int,
-            default=-1,
-            help="if > 0, coreset samplers select on a random projection to this many dimensions",
-        )
+        add_lowproj_flag(group)
         group.add_argument(
             "--data_gc_softened",
             action="store_true",
@@ -50,7 +47,7 @@ class GreedyCoresetSampler(EmbeddingSampler):
     def draw_batch(self) -> list[int]:
         big = self.big_batch()
         embeds = self.stored()[torch.as_tensor(big, device=self.stored().device)]
-        embeds = self.random_projection(embeds, self.lowproj_dim)
+        embeds = self.random_projection(embeds)
         return self.fill_classes(big[self.k_center(embeds)])
 
     def k_center(self, embeds: torch.Tensor) -> np.ndarray:

@@ -5,11 +5,15 @@ neighbours, how deep the ranking must go (``depth``). :class:`metrics.Evaluator`
 requested metric first, computes each shared input once (neighbours up to the largest depth,
 k-means once) and then calls ``compute`` on each metric with the same :class:`EvalInputs`.
 
-Shared inputs (names used in ``requires``):
+Shared inputs (names used in ``requires``), each computed once per split and feature space:
 * ``"neighbours"``: Euclidean nearest gallery neighbours of every query
-  (``EvalInputs.neighbours`` / ``neighbour_labels`` / ``relevance``).
+  (``EvalInputs.neighbours`` / ``neighbour_labels`` / ``relevance(k)`` / ``first_hit()``).
+* ``"neighbours_cosine"``: the same ranking by cosine similarity, i.e. on the L2-normalised
+  features (``EvalInputs.cosine_neighbours`` / ``relevance(k, "cosine")``...).
 * ``"kmeans"``: k-means cluster id of every query, K = number of distinct query labels
   (``EvalInputs.cluster_ids``).
+* ``"kmeans_cosine"``: k-means on the L2-normalised features, every query assigned to the
+  nearest normalised centroid by inner product (``EvalInputs.cosine_cluster_ids``).
 * ``"model"``: the model that produced the embeddings and the torch dataset they came from
   (``EvalInputs.model`` / ``dataset``), for metrics that must run the model again (attack-based
   robustness scores). Not available for precomputed embeddings (``eval.py --embeddings``).
@@ -17,14 +21,19 @@ Shared inputs (names used in ``requires``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
 from utilities.errors import ConfigError
 
-SHARED_INPUTS = frozenset({"neighbours", "kmeans", "model"})
+SHARED_INPUTS = frozenset({"neighbours", "kmeans", "neighbours_cosine", "kmeans_cosine", "model"})
+# Feature space -> (its neighbour input, its k-means input).
+SPACES = {
+    "euclidean": ("neighbours", "kmeans"),
+    "cosine": ("neighbours_cosine", "kmeans_cosine"),
+}
 
 
 @dataclass
@@ -38,9 +47,11 @@ class EvalInputs:
     excluded. ``neighbours`` Nq×K holds split indices of the K nearest gallery items of each
     query by Euclidean distance, nearest first, the query itself excluded, -1 where the gallery
     has fewer than K other items; ``neighbour_labels`` their labels. ``cluster_ids`` (Nq,) is the
-    k-means cluster of each query. ``model`` and ``dataset``: the network that produced the
-    embeddings (items of ``dataset`` are ``(image, label, index)`` in embedding order), given to
-    :meth:`metrics.Evaluator.compute` by the training and evaluation loops; ``None`` for
+    k-means cluster of each query. ``cosine_neighbours`` / ``cosine_neighbour_labels`` /
+    ``cosine_cluster_ids``: the same in the cosine space (L2-normalised features). ``model`` and
+    ``dataset``: the network that produced the embeddings (items of ``dataset`` are ``(image,
+    label, index)`` in embedding order), given to :meth:`metrics.Evaluator.compute` by the
+    training and evaluation loops; ``None`` for
     precomputed embeddings. ``seed`` (``--seed``) seeds every random choice of a metric (k-means
     initialisation, attack targets). Shared inputs nobody requested stay ``None``.
     """
@@ -54,9 +65,13 @@ class EvalInputs:
     neighbours: torch.Tensor | None = None
     neighbour_labels: torch.Tensor | None = None
     cluster_ids: torch.Tensor | None = None
+    cosine_neighbours: torch.Tensor | None = None
+    cosine_neighbour_labels: torch.Tensor | None = None
+    cosine_cluster_ids: torch.Tensor | None = None
     model: torch.nn.Module | None = None
     dataset: Any = None
     seed: int = 0
+    _first_hits: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def query_labels(self) -> torch.Tensor:
@@ -68,19 +83,60 @@ class EvalInputs:
         """Number of distinct labels among the queries (the k-means K)."""
         return int(torch.unique(self.query_labels).numel())
 
-    def relevance(self, k: int) -> torch.Tensor:
+    def ranking(self, space: str = "euclidean") -> tuple[torch.Tensor, torch.Tensor]:
+        """(neighbours, neighbour_labels) of ``space`` ("euclidean" or "cosine"), Nq×K each."""
+        if space == "cosine":
+            found, labels = self.cosine_neighbours, self.cosine_neighbour_labels
+        else:
+            found, labels = self.neighbours, self.neighbour_labels
+        if found is None or labels is None:
+            raise RuntimeError(f"the {SPACES[space][0]!r} shared input was not computed")
+        return found, labels
+
+    def clusters(self, space: str = "euclidean") -> torch.Tensor | None:
+        """k-means cluster id of every query in ``space``, (Nq,) long; None when not computed."""
+        return self.cosine_cluster_ids if space == "cosine" else self.cluster_ids
+
+    def features(self, space: str = "euclidean") -> torch.Tensor:
+        """N×D features of ``space``: the embeddings, or for "cosine" their L2-normalised rows."""
+        if space == "cosine":
+            return torch.nn.functional.normalize(self.embeddings, dim=1)
+        return self.embeddings
+
+    def relevance(self, k: int, space: str = "euclidean") -> torch.Tensor:
         """Nq×k bool: rel_{q,i} = 1[the i-th neighbour of q exists and shares q's label].
 
         Columns beyond the neighbours computed (a gallery smaller than k) are False.
         """
-        if self.neighbours is None or self.neighbour_labels is None:
-            raise RuntimeError("relevance() needs the 'neighbours' shared input")
-        found = self.neighbours[:, :k]
-        rel = (self.neighbour_labels[:, :k] == self.query_labels[:, None]) & (found >= 0)
+        found, labels = self.ranking(space)
+        rel = (labels[:, :k] == self.query_labels[:, None]) & (found[:, :k] >= 0)
         missing = k - rel.shape[1]
         if missing > 0:
             rel = torch.cat([rel, rel.new_zeros(rel.shape[0], missing)], dim=1)
         return rel
+
+    def first_hit(self, space: str = "euclidean") -> torch.Tensor:
+        """(Nq,) long: 1-based rank of each query's first relevant neighbour, ``NO_HIT`` (beyond
+        any k) when none of the neighbours computed is relevant. Computed once per space, shared
+        by R@k, P@1 and MRR."""
+        if space not in self._first_hits:
+            found, labels = self.ranking(space)
+            ranks = torch.full((found.shape[0],), NO_HIT, dtype=torch.long, device=found.device)
+            for start in range(0, found.shape[0], _ROW_BLOCK):
+                stop = start + _ROW_BLOCK
+                rel = (labels[start:stop] == self.query_labels[start:stop, None]) & (
+                    found[start:stop] >= 0
+                )
+                hit = rel.any(1)
+                ranks[start:stop][hit] = rel[hit].int().argmax(1) + 1
+            self._first_hits[space] = ranks
+        return self._first_hits[space]
+
+
+# first_hit() of a query without any relevant neighbour among those computed.
+NO_HIT = 2**62
+# Queries handled at once by row-wise passes over Nq×K rankings (bounds temporary memory).
+_ROW_BLOCK = 8192
 
 
 class Metric:
@@ -89,10 +145,12 @@ class Metric:
     Subclasses set ``requires`` (names from ``SHARED_INPUTS``), register with
     ``@METRICS.register("name")`` and receive the part of their key after ``@`` in ``__init__``
     (``None`` when absent); this base accepts no argument. A metric that takes one names it in
-    ``arg_name`` (``"k"`` for ``e_recall@k``).
+    ``arg_name`` (``"k"`` for ``e_recall@k``). ``space`` names the feature space the metric reads
+    ("euclidean", or "cosine" for the ``c_*`` metrics); its ``requires`` names that space's inputs.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset()
+    space: ClassVar[str] = "euclidean"
     registry_key: ClassVar[str]
     arg_name: ClassVar[str | None] = None
 

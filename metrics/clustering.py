@@ -7,13 +7,19 @@ K distinct data points drawn with the seed as initial centroids, then 20 rounds 
 assign-to-nearest (chunked, memory O(chunk·K)) and centroid = mean of its points. A centroid
 left without points is replaced by a slightly perturbed copy of a centroid drawn with
 probability proportional to cluster size, which is then perturbed the other way (faiss's rule).
+
+Cosine clustering (``spherical=True``, the ``c_nmi``/``c_f1`` metrics) runs the same k-means on
+the L2-normalised features it is given and assigns every point to the nearest *normalised*
+centroid by inner product (the reference's intent; at HEAD it normalised the Euclidean
+centroids, spec revisiting_dml.md §7.1).
 """
 
 from __future__ import annotations
 
 import torch
+from tqdm import tqdm
 
-from metrics.knn import faiss_module, use_faiss
+from metrics.knn import chunk_rows, faiss_module, use_faiss
 
 NITER = 20
 _SPLIT_EPS = 1.0 / 1024
@@ -25,15 +31,53 @@ def kmeans(
     *,
     seed: int = 0,
     backend: str = "auto",
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
+    spherical: bool = False,
+    show_progress: bool | None = False,
 ) -> torch.Tensor:
-    """Cluster id in ``0..k-1`` of every row of ``embeddings`` (N×D), (N,) long, same device."""
+    """Cluster id in ``0..k-1`` of every row of ``embeddings`` (N×D), (N,) long, same device.
+
+    ``spherical``: assign by inner product with the L2-normalised centroids instead of by
+    Euclidean distance to the centroids. ``chunk_size``: points scored at once (None: bounded by
+    ``metrics.knn.CHUNK_ELEMENTS``); ``show_progress`` as in :func:`metrics.knn.nearest_neighbours`.
+    """
+    chunk_size = chunk_rows(chunk_size, k)
+    centroids = kmeans_centroids(
+        embeddings,
+        k,
+        seed=seed,
+        backend=backend,
+        chunk_size=chunk_size,
+        show_progress=show_progress,
+    )
+    if spherical:
+        # For unit centroids the nearest by Euclidean distance is the largest inner product.
+        centroids = torch.nn.functional.normalize(centroids, dim=1)
+    return nearest_centroid(embeddings.float(), centroids, chunk_size, backend)
+
+
+def kmeans_centroids(
+    embeddings: torch.Tensor,
+    k: int,
+    *,
+    seed: int = 0,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+    show_progress: bool | None = False,
+) -> torch.Tensor:
+    """K×D float32 centroids of ``embeddings`` (N×D) after the seeded k-means, same device."""
     if use_faiss(backend, embeddings.device):
-        return _faiss_kmeans(embeddings, k, seed)
-    return _torch_kmeans(embeddings.float(), k, seed, chunk_size)
+        return _faiss_kmeans(embeddings, k, seed, verbose=bool(show_progress))
+    with tqdm(
+        total=NITER,
+        desc=f"k-means (K={k})",
+        disable=None if show_progress is None else not show_progress,
+        leave=False,
+    ) as progress:
+        return _torch_kmeans(embeddings.float(), k, seed, chunk_rows(chunk_size, k), progress)
 
 
-def _faiss_kmeans(embeddings: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+def _faiss_kmeans(embeddings: torch.Tensor, k: int, seed: int, verbose: bool) -> torch.Tensor:
     faiss = faiss_module()
     points = embeddings.detach().float().cpu().contiguous().numpy()
     clustering = faiss.Kmeans(
@@ -43,17 +87,25 @@ def _faiss_kmeans(embeddings: torch.Tensor, k: int, seed: int) -> torch.Tensor:
         seed=seed,
         min_points_per_centroid=1,
         max_points_per_centroid=10**9,
-        verbose=False,
+        verbose=verbose,
     )
     clustering.train(points)
-    _, assignment = clustering.index.search(points, 1)
-    return torch.from_numpy(assignment[:, 0]).long().to(embeddings.device)
+    return torch.from_numpy(clustering.centroids).to(embeddings.device)
 
 
 def nearest_centroid(
-    points: torch.Tensor, centroids: torch.Tensor, chunk_size: int
+    points: torch.Tensor, centroids: torch.Tensor, chunk_size: int, backend: str = "torch"
 ) -> torch.Tensor:
-    """Index of the nearest centroid (Euclidean) of every point, (N,) long, chunked over points."""
+    """Index of the nearest centroid (Euclidean) of every point, (N,) long, chunked over points.
+
+    ``backend`` as in :func:`metrics.knn.use_faiss` (faiss: an exact ``IndexFlatL2`` search).
+    """
+    if use_faiss(backend, points.device):
+        faiss = faiss_module()
+        index = faiss.IndexFlatL2(centroids.shape[1])
+        index.add(centroids.detach().float().cpu().contiguous().numpy())
+        _, assignment = index.search(points.detach().float().cpu().contiguous().numpy(), 1)
+        return torch.from_numpy(assignment[:, 0]).long()
     centroid_sq = centroids.pow(2).sum(1)[None, :]
     return torch.cat(
         [
@@ -63,7 +115,10 @@ def nearest_centroid(
     )
 
 
-def _torch_kmeans(points: torch.Tensor, k: int, seed: int, chunk_size: int) -> torch.Tensor:
+def _torch_kmeans(
+    points: torch.Tensor, k: int, seed: int, chunk_size: int, progress: tqdm | None = None
+) -> torch.Tensor:
+    """K×D centroids after ``NITER`` Lloyd rounds from K distinct points drawn with ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     start = torch.randperm(points.shape[0], generator=generator)[:k].to(points.device)
     centroids = points[start].clone()
@@ -74,7 +129,9 @@ def _torch_kmeans(points: torch.Tensor, k: int, seed: int, chunk_size: int) -> t
         filled = counts > 0
         centroids[filled] = sums[filled] / counts[filled, None].to(points.dtype)
         _split_for_empty(centroids, counts, generator)
-    return nearest_centroid(points, centroids, chunk_size)
+        if progress is not None:
+            progress.update(1)
+    return centroids
 
 
 def _split_for_empty(

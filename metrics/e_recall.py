@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from metrics import METRICS
 from metrics.base import EvalInputs, Metric, positive_int_arg
+from metrics.ranking import mean_or_nan
 
 
 @METRICS.register("e_recall")
@@ -16,7 +17,8 @@ class EuclideanRecall(Metric):
         R@k = (1/Nq) · Σ_q 1[∃ i ≤ k: y(nn_q(i)) = y_q]
 
     over all queries, the query itself excluded from its ranking; a query without any relevant
-    gallery item counts as a miss.
+    gallery item counts as a miss. Read from the rank of each query's first hit, shared by every
+    R@k and MRR of the same space.
     """
 
     requires = frozenset({"neighbours"})
@@ -30,6 +32,4 @@ class EuclideanRecall(Metric):
         return self.k
 
     def compute(self, inputs: EvalInputs) -> float:
-        if inputs.query_index.numel() == 0:
-            return float("nan")
-        return inputs.relevance(self.k).any(1).double().mean().item()
+        return mean_or_nan(inputs.first_hit(self.space) <= self.k)

@@ -5,6 +5,11 @@ Protocol. Without masks every sample is a query ranked against all other samples
 is excluded from its own ranking only when it is in both. Clustering metrics cluster the queries
 (the evaluated set) with K = the number of distinct query labels, so K follows the split being
 evaluated, not the training set (a defect of the reference, spec revisiting_dml.md §13.2).
+
+Feature spaces. The Euclidean space ranks and clusters the embeddings as given; the cosine space
+(``c_*`` metrics) the L2-normalised embeddings, with its own neighbours and its own k-means. Each
+space computes only the inputs its metrics require, neighbours once at the largest depth any of
+them needs (the largest R_q for MAP@R), k-means once.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import numpy as np
 import torch
 
 from metrics import build_metrics
-from metrics.base import SHARED_INPUTS, EvalInputs, Metric
+from metrics.base import SHARED_INPUTS, SPACES, EvalInputs, Metric
 from metrics.clustering import kmeans
 from metrics.knn import nearest_neighbours, use_faiss
 from utilities.errors import ConfigError
+
+PROGRESS_MIN_SAMPLES = 20_000
 
 
 class Evaluator:
@@ -26,7 +33,10 @@ class Evaluator:
 
     ``kmeans_seed`` seeds the clustering; ``backend`` is "auto" (faiss on CPU tensors when
     installed, torch otherwise), "torch" or "faiss"; ``chunk_size`` bounds the queries scored at
-    once (memory chunk·Ng); ``show_progress`` shows a progress bar over the neighbour search.
+    once (memory chunk·Ng; None: at most ``metrics.knn.CHUNK_ELEMENTS`` scores at once);
+    ``show_progress``: progress bars over the neighbour search and torch k-means: True, False, or
+    None (the default: shown for large splits, more than ``PROGRESS_MIN_SAMPLES``, when stderr is
+    a terminal).
     """
 
     def __init__(
@@ -35,15 +45,15 @@ class Evaluator:
         *,
         kmeans_seed: int = 0,
         backend: str = "auto",
-        chunk_size: int = 4096,
-        show_progress: bool = False,
+        chunk_size: int | None = None,
+        show_progress: bool | None = None,
     ) -> None:
         self.metrics: list[Metric] = build_metrics(metric_keys)
         unknown = {need for m in self.metrics for need in m.requires} - SHARED_INPUTS
         if unknown:
             raise ValueError(f"metrics require unknown shared inputs {sorted(unknown)}")
         use_faiss(backend, torch.device("cpu"))
-        if chunk_size < 1:
+        if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.kmeans_seed = kmeans_seed
         self.backend = backend
@@ -84,32 +94,55 @@ class Evaluator:
     ) -> EvalInputs:
         """The :class:`EvalInputs` of one split, with the shared inputs the metrics require."""
         inputs = _base_inputs(embeddings, labels, query, gallery)
-        needs = {need for metric in self.metrics for need in metric.requires}
-        if "neighbours" in needs:
-            depth = max(m.depth(inputs) for m in self.metrics if "neighbours" in m.requires)
-            positions = nearest_neighbours(
-                inputs.embeddings[inputs.query_index],
-                inputs.embeddings[inputs.gallery_index],
-                inputs.self_position,
-                depth,
-                backend=self.backend,
-                chunk_size=self.chunk_size,
-                show_progress=self.show_progress,
-            )
-            found = positions >= 0
-            inputs.neighbours = torch.where(
-                found, inputs.gallery_index[positions.clamp(min=0)], positions
-            )
-            inputs.neighbour_labels = inputs.labels[inputs.neighbours.clamp(min=0)]
-        if "kmeans" in needs and inputs.query_index.numel() > 0:
-            inputs.cluster_ids = kmeans(
-                inputs.embeddings[inputs.query_index],
-                inputs.num_classes,
-                seed=self.kmeans_seed,
-                backend=self.backend,
-                chunk_size=self.chunk_size,
-            )
+        progress = self.show_progress
+        if progress is None and inputs.embeddings.shape[0] < PROGRESS_MIN_SAMPLES:
+            progress = False
+        for space, (neighbours_key, kmeans_key) in SPACES.items():
+            readers = [m for m in self.metrics if neighbours_key in m.requires]
+            clustered = any(kmeans_key in m.requires for m in self.metrics)
+            if not readers and not clustered:
+                continue
+            features = inputs.features(space)
+            if readers:
+                depth = max(m.depth(inputs) for m in readers)
+                found, found_labels = self._neighbours(inputs, features, depth, progress)
+                if space == "cosine":
+                    inputs.cosine_neighbours, inputs.cosine_neighbour_labels = found, found_labels
+                else:
+                    inputs.neighbours, inputs.neighbour_labels = found, found_labels
+            if clustered and inputs.query_index.numel() > 0:
+                clusters = kmeans(
+                    features[inputs.query_index],
+                    inputs.num_classes,
+                    seed=self.kmeans_seed,
+                    backend=self.backend,
+                    chunk_size=self.chunk_size,
+                    spherical=space == "cosine",
+                    show_progress=progress,
+                )
+                if space == "cosine":
+                    inputs.cosine_cluster_ids = clusters
+                else:
+                    inputs.cluster_ids = clusters
         return inputs
+
+    def _neighbours(
+        self, inputs: EvalInputs, features: torch.Tensor, depth: int, progress: bool | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(split indices, labels) of the ``depth`` nearest gallery items of every query."""
+        positions = nearest_neighbours(
+            features[inputs.query_index],
+            features[inputs.gallery_index],
+            inputs.self_position,
+            depth,
+            backend=self.backend,
+            chunk_size=self.chunk_size,
+            show_progress=progress,
+        )
+        if inputs.gallery_index.numel() != inputs.labels.numel():  # positions -> split indices
+            found = positions >= 0
+            positions[found] = inputs.gallery_index[positions[found]]
+        return positions, inputs.labels[positions.clamp(min=0)]
 
 
 def _as_mask(mask: Any, n: int, name: str, device: torch.device) -> torch.Tensor:

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-
 from metrics import METRICS
 from metrics.base import EvalInputs, Metric
-
-
-def pairs(counts: torch.Tensor) -> torch.Tensor:
-    """Σ C(n, 2) over the entries n of ``counts``, as float64."""
-    counts = counts.double()
-    return (counts * (counts - 1) / 2).sum()
+from metrics.contingency import contingency, pairs
 
 
 @METRICS.register("f1")
@@ -32,16 +25,13 @@ class PairF1(Metric):
     requires = frozenset({"kmeans"})
 
     def compute(self, inputs: EvalInputs) -> float:
-        clusters = inputs.cluster_ids
+        clusters = inputs.clusters(self.space)
         if clusters is None:
             return float("nan")
-        _, classes = torch.unique(inputs.query_labels, return_inverse=True)
-        cells = classes * (int(clusters.max()) + 1) + clusters
-        true_positives = pairs(torch.unique(cells, return_counts=True)[1])
-        cluster_pairs = pairs(torch.bincount(clusters))
-        class_pairs = pairs(torch.bincount(classes))
+        table = contingency(inputs.query_labels, clusters)
+        true_positives = pairs(table.cells)
         if true_positives == 0:
             return 0.0
-        precision = true_positives / cluster_pairs
-        recall = true_positives / class_pairs
+        precision = true_positives / pairs(table.cluster_sizes)
+        recall = true_positives / pairs(table.class_sizes)
         return (2 * precision * recall / (precision + recall)).item()

@@ -2,6 +2,7 @@
 
 torch: scores ‖g‖² − 2 q·g for a chunk of queries against the whole gallery by one matrix
 product, then ``torch.topk`` on the embeddings' device; memory O(Nq·k + chunk·Ng), never Nq×Ng.
+The default chunk holds at most ``CHUNK_ELEMENTS`` scores (256 MiB of float32), whatever Ng.
 (‖q‖² is the same for every gallery item of a row, so it cannot change the ranking.)
 faiss: ``IndexFlatL2`` (exact), optional; used only when installed and selected.
 
@@ -21,6 +22,15 @@ from tqdm import tqdm
 from utilities.errors import ConfigError
 
 BACKENDS = ("auto", "torch", "faiss")
+CHUNK_ELEMENTS = 2**26
+FAISS_CHUNK_ROWS = 16384
+
+
+def chunk_rows(chunk_size: int | None, width: int) -> int:
+    """Rows scored at once: ``chunk_size``, or by default as many as fit ``CHUNK_ELEMENTS``."""
+    if chunk_size is not None:
+        return chunk_size
+    return max(1, min(8192, CHUNK_ELEMENTS // max(width, 1)))
 
 
 @functools.cache
@@ -55,14 +65,16 @@ def nearest_neighbours(
     k: int,
     *,
     backend: str = "auto",
-    chunk_size: int = 4096,
-    show_progress: bool = False,
+    chunk_size: int | None = None,
+    show_progress: bool | None = False,
 ) -> torch.Tensor:
     """Gallery positions of the k nearest gallery items of every query, nearest first.
 
     queries Nq×D, gallery Ng×D (float, same device); self_position (Nq,) long: each query's
     position in the gallery, -1 when it is not there; that item is never returned. Returns Nq×k
     long on the queries' device, -1 where fewer than k other gallery items exist.
+    ``chunk_size``: queries scored at once (None: bounded by ``CHUNK_ELEMENTS``);
+    ``show_progress``: True, False, or None (a bar only when stderr is a terminal).
     """
     k = min(k, gallery.shape[0])
     if k <= 0 or queries.shape[0] == 0:
@@ -70,11 +82,17 @@ def nearest_neighbours(
             (queries.shape[0], max(k, 0)), -1, dtype=torch.long, device=queries.device
         )
     with tqdm(
-        total=queries.shape[0], desc="nearest neighbours", disable=not show_progress, leave=False
+        total=queries.shape[0],
+        desc=f"nearest neighbours (k={k})",
+        disable=None if show_progress is None else not show_progress,
+        leave=False,
     ) as progress:
         if use_faiss(backend, queries.device):
-            return _faiss_search(queries, gallery, self_position, k, chunk_size, progress)
-        return _torch_search(queries, gallery, self_position, k, chunk_size, progress)
+            # faiss blocks the search itself; a chunk only bounds its k-wide outputs.
+            rows = chunk_size or FAISS_CHUNK_ROWS
+            return _faiss_search(queries, gallery, self_position, k, rows, progress)
+        rows = chunk_rows(chunk_size, gallery.shape[0])
+        return _torch_search(queries, gallery, self_position, k, rows, progress)
 
 
 def _torch_search(
@@ -122,11 +140,20 @@ def _faiss_search(
         parts.append(torch.from_numpy(index.search(query_np[start:stop], search_k)[1]))
         progress.update(stop - start)
     found = torch.cat(parts).long()
+    return _drop_self(found, own, k).to(queries.device)
+
+
+def _drop_self(found: torch.Tensor, own: torch.Tensor, k: int) -> torch.Tensor:
+    """Nq×k: the rows of ``found`` (Nq×k or Nq×(k+1)) without the entry equal to ``own``.
+
+    A row that does not contain its query loses its last (extra) column instead; -1 marks
+    missing results. One gather, O(Nq·k): no sort.
+    """
     drop = found == own[:, None]
-    if search_k > k:
-        drop[:, -1] |= ~drop.any(1)
-    # Stable sort moves dropped entries to the end and keeps the ranking of the others.
-    order = torch.argsort(drop.to(torch.int8), dim=1, stable=True)
-    found = found.gather(1, order)[:, :k]
-    found[drop.gather(1, order)[:, :k]] = -1
-    return found.to(queries.device)
+    column = torch.where(drop.any(1), drop.to(torch.int8).argmax(1), found.shape[1] - 1)
+    take = torch.arange(k, device=found.device)[None, :]
+    take = take + (take >= column[:, None]).long()
+    kept = found.gather(1, take.clamp(max=found.shape[1] - 1))
+    if found.shape[1] == k:  # no extra column: a dropped query leaves a hole at the end
+        kept[:, -1] = torch.where(drop.any(1), -1, kept[:, -1])
+    return kept

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import torch
-
 from metrics import METRICS
 from metrics.base import EvalInputs, Metric
+from metrics.ranking import average_precisions, mean_or_nan
 
 
 @METRICS.register("mAP_R")
@@ -19,7 +18,8 @@ class MAPAtR(Metric):
         AP@R_q = (1/R_q) Σ_{i=1}^{R_q} P@i · rel_i,    MAP@R = mean over queries with R_q > 0.
 
     Queries with R_q = 0 (lone labels) are excluded; NaN when none remain. A perfect ranking
-    scores 1 (the reference's ``mAP_c`` divides by the class size instead, spec §7.2).
+    scores 1. This is pytorch-metric-learning's ``mean_average_precision_at_r``; the reference's
+    paper "mAP" (divisor and cut-off = the class size including the query) is ``mAP_c``.
     """
 
     requires = frozenset({"neighbours"})
@@ -30,12 +30,7 @@ class MAPAtR(Metric):
     def compute(self, inputs: EvalInputs) -> float:
         counts = inputs.relevant_counts
         kept = counts > 0
-        if not bool(kept.any()):
-            return float("nan")
-        counts = counts[kept]
-        depth = int(counts.max())
-        ranks = torch.arange(1, depth + 1, device=counts.device)
-        rel = inputs.relevance(depth)[kept] & (ranks[None, :] <= counts[:, None])
-        precision = rel.cumsum(1).float() / ranks.float()
-        average_precision = (precision * rel).sum(1).double() / counts
-        return average_precision.mean().item()
+        precisions = average_precisions(
+            inputs, counts.clamp(min=1), counts.clamp(min=1), self.space
+        )
+        return mean_or_nan(precisions[kept])

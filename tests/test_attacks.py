@@ -373,3 +373,45 @@ def test_spqa_needs_a_known_dataset():
     attack = attacks.build("SPQA:pm=+:M=1")
     with pytest.raises(ConfigError, match="SPQA has no ξ rate for dataset 'imagenet'"):
         attacked(cands, attack)
+
+
+def test_spqa_xi_rule_and_rate():
+    from attacks.spqa import XI_RATE, xi_rate, xi_weight
+
+    # robrank's rates on the reference's full test splits, proportional to the candidate count
+    assert xi_rate("mnist", 10_000) == 2e4 and xi_rate("fashion", 10_000) == 4e4
+    assert xi_rate("cub200", 5_924) == 4e4 and xi_rate("cars196", 8_131) == 7e4
+    assert xi_rate("online_products", 60_502) == 7e4
+    assert xi_rate("digits", 596) == pytest.approx(2e4 * 596 / 10_000)
+    assert set(XI_RATE) >= {"mnist", "fashion", "cub200", "cars196", "online_products"}
+    assert xi_weight(1e-4, 2e4) == pytest.approx(math.exp(2.0))
+    assert xi_weight(0.0, 7e4) == 1.0
+    assert xi_weight(1.0, 2e4) == 1e9  # capped
+    assert xi_weight(float("nan"), 2e4) == 1e7
+
+
+@pytest.mark.parametrize("pm", ["+", "-"])
+def test_spqa_objective_matches_reference(pm):
+    from attacks.spqa import xi_rate
+
+    cands, _ = make_state(n=60)
+    attack = attacks.build(f"SPQA:pm={pm}:M=2")
+    batch, targets, adv = attacked(cands, attack)
+    gallery = cands.gallery
+
+    def hinge_mean(pick, sign):
+        total, count = 0.0, 0
+        for i in range(len(batch.index)):
+            row = [slow_distance(adv[i], x) for x in gallery]
+            for j in targets[pick][i].tolist():
+                for d in row:
+                    gap = row[j] - d
+                    total += max(gap if sign == "+" else -gap, 0.0)
+                    count += 1
+        return total / count
+
+    attack_loss, semantic = hinge_mean("chosen", pm), hinge_mean("anchors", "+")
+    assert targets["rate"] == pytest.approx(xi_rate("digits", len(gallery)))
+    xi = min(math.exp(targets["rate"] * semantic), 1e9)
+    loss = float(attack.objective(adv, batch, cands, targets))
+    assert loss == pytest.approx(attack_loss + xi * semantic, rel=1e-4)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -10,24 +12,34 @@ import torch
 from scipy import stats
 
 import batch_mining
+import parameters
 from batch_mining import MINERS
+from batch_mining.base import BatchMiner
 from batch_mining.semihard import resolve_margin
+from utilities.errors import ConfigError
 
 TRIPLET_MINERS = [key for key, miner in MINERS.items() if miner.output == "triplets"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The batches here are tiny: a second intra-op thread only adds synchronisation (10× slower
+    statistical tests on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def parser_defaults() -> dict[str, object]:
+    """Every flag at its parser default (``--loss triplet``), parsed once."""
+    return vars(parameters.build_parser().parse_args(["--loss", "triplet"]))
+
+
 def make_opt(**overrides: object) -> argparse.Namespace:
-    values = {
-        "batch_mining": "random",
-        "loss": "triplet",
-        "loss_triplet_margin": 0.2,
-        "miner_semihard_margin": None,
-        "miner_distance_lower_cutoff": 0.5,
-        "miner_distance_upper_cutoff": 1.4,
-        "miner_distance_no_upper_cutoff": False,
-    }
-    values.update(overrides)
-    return argparse.Namespace(**values)
+    """Every flag at its parser default, then ``overrides``."""
+    return argparse.Namespace(**{**parser_defaults(), **overrides})
 
 
 def make_batch(
@@ -48,19 +60,39 @@ def mine(key: str, embeds: torch.Tensor, labels: torch.Tensor, **flags: object) 
     return batch_mining.build(make_opt(batch_mining=key, **flags))(embeds, labels)
 
 
+def assert_rule(miner: BatchMiner, mined: torch.Tensor, labels: torch.Tensor) -> None:
+    """The triplets obey the miner's documented ``triplet_rule`` (``batch_mining.base``)."""
+    a, p, n = mined.T
+    same_ap, same_an = labels[a] == labels[p], labels[a] == labels[n]
+    ordinary = (a != p) & same_ap & ~same_an
+    if miner.triplet_rule == "labels":
+        assert ordinary.all()
+    elif miner.triplet_rule == "labels_or_push":
+        push = (a == p) & same_an & (n != a)
+        assert (ordinary | push).all()
+    elif miner.triplet_rule == "one_class":
+        assert (same_ap & same_an).all()
+    else:
+        assert miner.triplet_rule == "shuffled_labels", f"undocumented rule {miner.triplet_rule!r}"
+
+
 @pytest.mark.parametrize("key", TRIPLET_MINERS)
 def test_triplets_are_valid(key: str) -> None:
     embeds, labels = make_batch()
     embeds.requires_grad_(True)
+    miner = batch_mining.build(make_opt(batch_mining=key))
     torch.manual_seed(0)
-    mined = mine(key, embeds, labels)
+    mined = miner(embeds, labels)
     assert mined.dtype == torch.long and mined.shape[1] == 3 and len(mined) > 0
     assert not mined.requires_grad and mined.device == embeds.device
-    a, p, n = mined.T
     assert ((mined >= 0) & (mined < len(labels))).all()
-    assert (a != p).all()
-    assert (labels[a] == labels[p]).all()
-    assert (labels[a] != labels[n]).all()
+    if miner.triplet_rule == "shuffled_labels":
+        torch.manual_seed(0)  # the shuffle is the miner's first random draw
+        labels = miner.shuffle(labels)
+        assert sorted(labels.tolist()) == sorted(make_batch()[1].tolist())
+        assert_rule(MINERS.get("distance")(make_opt()), mined, labels)
+    else:
+        assert_rule(miner, mined, labels)
 
 
 @pytest.mark.parametrize("key", TRIPLET_MINERS)
@@ -84,11 +116,17 @@ def test_deterministic_under_seed(key: str) -> None:
 )
 def test_nothing_to_mine_gives_empty(key: str, labels: list[int]) -> None:
     embeds = torch.nn.functional.normalize(torch.randn(len(labels), 8), dim=1)
-    mined = mine(key, embeds, torch.tensor(labels))
-    assert mined.shape == (0, 3) and mined.dtype == torch.long
+    miner = batch_mining.build(make_opt(batch_mining=key))
+    mined = miner(embeds, torch.tensor(labels))
+    assert mined.dtype == torch.long and mined.shape[1] == 3
+    if miner.triplet_rule == "one_class":  # any class is a source of (a, p, n), with replacement
+        assert len(mined) == len(labels)
+        assert_rule(miner, mined, torch.tensor(labels))
+    else:
+        assert mined.shape == (0, 3)
 
 
-@pytest.mark.parametrize("key", ["semihard", "softhard", "distance"])
+@pytest.mark.parametrize("key", ["semihard", "softhard", "distance", "rho_distance", "parametric"])
 def test_one_triplet_per_eligible_anchor(key: str) -> None:
     labels = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3])  # anchor 5 has no positive
     embeds = torch.nn.functional.normalize(torch.randn(len(labels), 8), dim=1)
@@ -224,30 +262,187 @@ def inverse_density(d: np.ndarray, dim: int, lower: float) -> np.ndarray:
     return d ** (2.0 - dim) * (1.0 - d**2 / 4.0) ** (-(dim - 3) / 2.0)
 
 
+@pytest.mark.parametrize("key", ["distance", "rho_distance"])
 @pytest.mark.parametrize("no_upper", [True, False], ids=["no-cutoff", "cutoff"])
-def test_distance_negative_frequencies_follow_inverse_density(no_upper: bool) -> None:
+def test_distance_negative_frequencies_follow_inverse_density(key: str, no_upper: bool) -> None:
+    """Negatives drawn ∝ q(d)⁻¹ (0 beyond the upper cutoff unless disabled); for rho_distance the
+    ordinary (non-push) triplets follow the same law."""
     dim = 5
     embeds, labels = make_batch(n_classes=7, per_class=2, dim=dim, seed=4)
     dist = distance_matrix(embeds)
-    draws = 1500
+    flags = {f"miner_{key}_no_upper_cutoff": no_upper, "miner_rho_distance_cp": 0.3}
+    miner = batch_mining.build(make_opt(batch_mining=key, **flags))
     torch.manual_seed(0)
-    mined = torch.stack(
-        [
-            mine("distance", embeds, labels, miner_distance_no_upper_cutoff=no_upper)
-            for _ in range(draws)
-        ]
-    )
+    mined = torch.stack([miner(embeds, labels) for _ in range(1500)])
     for anchor in range(len(labels)):
         negatives = np.flatnonzero(labels.numpy() != labels[anchor].item())
         weights = inverse_density(dist[anchor, negatives], dim, 0.5)
         if not no_upper:
             weights = np.where(dist[anchor, negatives] <= 1.4, weights, 0.0)
         expected = weights / weights.sum()
-        drawn = mined[:, anchor, 2].numpy()
+        rows = mined[:, anchor]
+        drawn = rows[rows[:, 0] != rows[:, 1], 2].numpy()  # without rho's push triplets
+        draws = len(drawn)
         observed = np.array([(drawn == n).sum() for n in negatives])
+        assert observed.sum() == draws > 900
         assert observed[expected == 0].sum() == 0
         support = expected > 0
         if support.sum() > 1:
             result = stats.chisquare(observed[support], expected[support] * draws)
             assert result.pvalue > 1e-4, (anchor, observed, expected * draws)
-        assert 0.5 * np.abs(observed / draws - expected).sum() < 0.05
+        assert 0.5 * np.abs(observed / draws - expected).sum() < 0.06
+
+
+def test_rho_distance_push_triplets() -> None:
+    """With probability ρ a triplet becomes (a, a, p): its negative slot a same-class sample ≠ a;
+    ρ = 0 is exactly ``distance``, ρ = 1 pushes every anchor's positive."""
+    embeds, labels = make_batch(n_classes=8, per_class=3, dim=8, seed=6)
+    torch.manual_seed(1)
+    plain = mine("distance", embeds, labels)
+    torch.manual_seed(1)
+    assert torch.equal(mine("rho_distance", embeds, labels, miner_rho_distance_cp=0.0), plain)
+    torch.manual_seed(1)
+    pushed = mine("rho_distance", embeds, labels, miner_rho_distance_cp=1.0)
+    assert torch.equal(pushed, torch.stack([plain[:, 0], plain[:, 0], plain[:, 1]], dim=1))
+    torch.manual_seed(0)
+    rho = 0.3
+    mined = torch.cat(
+        [mine("rho_distance", embeds, labels, miner_rho_distance_cp=rho) for _ in range(200)]
+    )
+    push = mined[:, 0] == mined[:, 1]
+    assert (labels[mined[push, 2]] == labels[mined[push, 0]]).all()
+    assert (mined[push, 2] != mined[push, 0]).all()
+    assert stats.binomtest(int(push.sum()), len(mined), rho).pvalue > 1e-3
+
+
+def test_rho_distance_reads_its_own_cutoffs() -> None:
+    miner = batch_mining.build(
+        make_opt(
+            batch_mining="rho_distance",
+            miner_rho_distance_lower_cutoff=0.3,
+            miner_rho_distance_upper_cutoff=1.2,
+            miner_distance_lower_cutoff=0.9,
+        )
+    )
+    assert (miner.lower_cutoff, miner.upper_cutoff, miner.push_probability) == (0.3, 1.2, 0.2)
+    off = make_opt(batch_mining="rho_distance", miner_rho_distance_no_upper_cutoff=True)
+    assert batch_mining.build(off).upper_cutoff is None
+
+
+def test_random_distance_ignores_the_true_labels() -> None:
+    """Positives share a class of the shuffled labels: a true positive only by chance,
+    (per_class − 1)/(B − 1) = 2/17 here (the distance miner would always give one)."""
+    embeds, labels = make_batch(n_classes=6, per_class=3, dim=8, seed=7)
+    torch.manual_seed(0)
+    mined = torch.cat([mine("random_distance", embeds, labels) for _ in range(200)])
+    true_positive = labels[mined[:, 0]] == labels[mined[:, 1]]
+    assert stats.binomtest(int(true_positive.sum()), len(mined), 2 / 17).pvalue > 1e-3
+    miner = batch_mining.build(make_opt(batch_mining="random_distance"))
+    assert (miner.lower_cutoff, miner.upper_cutoff) == (0.5, 1.4)
+    reference = make_opt(batch_mining="random_distance", miner_distance_no_upper_cutoff=True)
+    assert batch_mining.build(reference).upper_cutoff is None
+
+
+def test_intra_random_classes_and_members_uniform() -> None:
+    """A class uniformly among the batch's classes (not ∝ its size), then a, p, n uniformly
+    within it, with replacement."""
+    labels = torch.tensor([0, 0, 0, 0, 0, 1, 1, 2])
+    embeds = torch.randn(len(labels), 4)
+    torch.manual_seed(0)
+    mined = torch.cat([mine("intra_random", embeds, labels) for _ in range(400)])
+    assert len(mined) == 400 * len(labels)
+    classes = labels[mined[:, 0]]
+    assert (labels[mined[:, 1]] == classes).all() and (labels[mined[:, 2]] == classes).all()
+    assert stats.chisquare(np.bincount(classes.numpy(), minlength=3)).pvalue > 1e-3
+    for column in range(3):
+        members = mined[classes == 0, column].numpy()
+        assert stats.chisquare(np.bincount(members, minlength=5)).pvalue > 1e-3
+    assert (mined[:, 0] == mined[:, 1]).any()  # with replacement
+
+
+def parametric_opt(mode: str, **flags: object) -> argparse.Namespace:
+    return make_opt(**{"batch_mining": "parametric", "miner_parametric_mode": mode, **flags})
+
+
+def naive_bin_weights(dist: float, mode: str, n_support: int, low: float, high: float) -> float:
+    """Weight of a negative at ``dist``: 1 if inside the support and its bin's centre in range."""
+    if not low <= dist <= high:
+        return 0.0
+    edges = [low + k * (high - low) / (n_support - 1) for k in range(n_support)]
+    k = sum(1 for edge in edges[1:-1] if edge < dist)
+    centre = (edges[k] + edges[k + 1]) / 2
+    inside = {
+        "uniform": True,
+        "hards": centre <= 0.5,
+        "semihards": 0.3 <= centre <= 0.7,
+        "veryhards": centre <= 0.3,
+    }[mode]
+    return float(inside)
+
+
+@pytest.mark.parametrize("mode", ["uniform", "hards", "semihards", "veryhards"])
+def test_parametric_modes_follow_their_distribution(mode: str) -> None:
+    """Negatives drawn uniformly among the negatives whose distance bin lies in the mode's range
+    (chi-square against a naive per-anchor computation); a uniform negative when none does."""
+    embeds, labels = make_batch(n_classes=8, per_class=3, dim=3, seed=8)
+    dist = distance_matrix(embeds)
+    draws = 600
+    miner = batch_mining.build(parametric_opt(mode))
+    torch.manual_seed(0)
+    mined = torch.stack([miner(embeds, labels) for _ in range(draws)])
+    in_range = tested = 0
+    for anchor in range(len(labels)):
+        negatives = np.flatnonzero(labels.numpy() != labels[anchor].item())
+        weights = np.array(
+            [naive_bin_weights(dist[anchor, n], mode, 30, 0.1, 1.4) for n in negatives]
+        )
+        if weights.sum() == 0:
+            weights = np.ones(len(negatives))  # the documented fallback
+        else:
+            in_range += 1
+        expected = weights / weights.sum()
+        drawn = mined[:, anchor, 2].numpy()
+        observed = np.array([(drawn == n).sum() for n in negatives])
+        assert observed.sum() == draws
+        assert observed[expected == 0].sum() == 0
+        support = expected > 0
+        if support.sum() > 1:
+            tested += 1
+            result = stats.chisquare(observed[support], expected[support] * draws)
+            assert result.pvalue > 1e-4, (anchor, observed, expected * draws)
+    assert in_range > 0 and tested > 0
+
+
+def test_parametric_hard_modes_pick_close_negatives() -> None:
+    """Drawn negatives lie in the mode's range, up to half a bin (0.0224) at its edges."""
+    embeds, labels = make_batch(n_classes=8, per_class=3, dim=3, seed=8)
+    dist = distance_matrix(embeds)
+    for mode, (low, high) in {"hards": (0.1, 0.5), "semihards": (0.3, 0.7)}.items():
+        torch.manual_seed(0)
+        mined = torch.cat(
+            [batch_mining.build(parametric_opt(mode))(embeds, labels) for _ in range(50)]
+        )
+        d = dist[mined[:, 0].numpy(), mined[:, 2].numpy()]
+        has_range = [
+            any(low <= dist[a, n] <= high for n in range(len(labels)) if labels[n] != labels[a])
+            for a in mined[:, 0].tolist()
+        ]
+        d = d[np.array(has_range)]
+        assert len(d) > 0 and (d >= low - 0.023).all() and (d <= high + 0.023).all()
+
+
+def test_parametric_flags_are_defined_and_checked() -> None:
+    opt = parameters.build_parser().parse_args([])
+    assert opt.miner_parametric_mode == "uniform"
+    assert opt.miner_parametric_n_support == 30 and opt.miner_parametric_support_lim == [0.1, 1.4]
+    parsed = parameters.build_parser().parse_args(
+        ["--miner_parametric_mode", "veryhards", "--miner_parametric_support_lim", "0.2", "1.0"]
+    )
+    assert parsed.miner_parametric_support_lim == [0.2, 1.0]
+    for flag, value in [
+        ("miner_parametric_n_support", 1),
+        ("miner_parametric_support_lim", [1.0, 0.5]),
+        ("miner_parametric_mode", "hardest"),
+    ]:
+        with pytest.raises(ConfigError, match=f"--{flag}"):
+            batch_mining.build(parametric_opt("uniform", **{flag: value}))

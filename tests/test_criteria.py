@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,17 @@ from criteria.base import Criterion
 from utilities.errors import ConfigError
 
 N_CLASSES = 6
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The batches here are tiny: a second intra-op thread only adds synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 EMBED_DIM = 8
 
 
@@ -33,9 +44,12 @@ def make_opt(**overrides: object) -> argparse.Namespace:
 
 
 def build(key: str, **overrides: object) -> Criterion:
+    """The loss ``key`` with the ``distance`` miner (else its first allowed one) unless
+    ``overrides`` name a ``batch_mining``."""
     miners = CRITERIA.get(key).allowed_miners
     miner = "distance" if "distance" in miners else (miners[0] if miners else "random")
-    return criteria.build(make_opt(loss=key, batch_mining=miner, **overrides))
+    overrides.setdefault("batch_mining", miner)
+    return criteria.build(make_opt(loss=key, **overrides))
 
 
 def make_batch(
@@ -90,10 +104,70 @@ def naive_margin(crit: Criterion, x: torch.Tensor, y: torch.Tensor, mined: list)
     return total / max(active, 1) + crit.nu * sum(betas) / len(betas)
 
 
+def variance(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values) / len(values)
+
+
+def naive_snr(crit: Criterion, x: torch.Tensor, y: torch.Tensor, mined: list) -> float:
+    terms, reg = [], []
+    for a, p, n in mined:
+        xa, xp, xn = x[a].tolist(), x[p].tolist(), x[n].tolist()
+        snr_p = variance([u - v for u, v in zip(xa, xp, strict=True)]) / variance(xa)
+        snr_n = variance([u - v for u, v in zip(xa, xn, strict=True)]) / variance(xa)
+        terms.append(max(0.0, snr_p - snr_n + crit.margin))
+        reg.append(abs(sum(xa)))
+    active = sum(1 for t in terms if t > 0)
+    return sum(terms) / max(active, 1) + crit.reg_lambda * sum(reg) / len(reg)
+
+
+def cosine_matrix(x: torch.Tensor) -> list[list[float]]:
+    rows = [[v / math.sqrt(sum(u * u for u in row)) for v in row] for row in x.tolist()]
+    return [[sum(u * v for u, v in zip(r, s, strict=True)) for s in rows] for r in rows]
+
+
+def naive_multisimilarity(crit: Criterion, x: torch.Tensor, y: torch.Tensor, _: None) -> float:
+    sim, labels, losses = cosine_matrix(x), y.tolist(), []
+    alpha, beta, eps, lam = crit.pos_weight, crit.neg_weight, crit.margin, crit.thresh
+    for i in range(len(labels)):
+        pos = [sim[i][j] for j in range(len(labels)) if labels[j] == labels[i] and j != i]
+        neg = [sim[i][j] for j in range(len(labels)) if labels[j] != labels[i]]
+        if not pos or not neg:
+            continue
+        kept_neg = [s for s in neg if s + eps > min(pos)]
+        kept_pos = [s for s in pos if s - eps < max(neg)]
+        if not kept_neg or not kept_pos:
+            continue
+        pos_term = math.log(1 + sum(math.exp(-alpha * (s - lam)) for s in kept_pos)) / alpha
+        neg_term = math.log(1 + sum(math.exp(beta * (s - lam)) for s in kept_neg)) / beta
+        losses.append(pos_term + neg_term)
+    return sum(losses) / len(losses) if losses else 0.0
+
+
+def naive_histogram(crit: Criterion, x: torch.Tensor, y: torch.Tensor, _: None) -> float:
+    sim, labels, nbins = cosine_matrix(x), y.tolist(), crit.nbins
+    step = 2 / (nbins - 1)
+    nodes = [-1 + r * step for r in range(nbins)]
+    hist = {True: [0.0] * nbins, False: [0.0] * nbins}
+    count = {True: 0, False: 0}
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            same = labels[i] == labels[j]
+            count[same] += 1
+            for r, node in enumerate(nodes):
+                hist[same][r] += max(0.0, 1 - abs(sim[i][j] - node) / step)
+    pos = [h / count[True] for h in hist[True]]
+    neg = [h / count[False] for h in hist[False]]
+    return sum(neg[r] * sum(pos[: r + 1]) for r in range(nbins))
+
+
 NAIVE: dict[str, Callable[[Criterion, torch.Tensor, torch.Tensor, list | None], float]] = {
     "triplet": naive_triplet,
     "contrastive": naive_contrastive,
     "margin": naive_margin,
+    "snr": naive_snr,
+    "multisimilarity": naive_multisimilarity,
+    "histogram": naive_histogram,
 }
 
 
@@ -108,10 +182,15 @@ def test_finite_and_gradients_reach_embeddings(key: str) -> None:
     assert embeds.grad.abs().sum() > 0
 
 
-MINED_LOSSES = [key for key, loss in CRITERIA.items() if loss.requires_batchminer]
-VARIANTS = [(key, {}) for key in MINED_LOSSES] + [
+# This module's naive references (other test_criteria_* modules check their own losses).
+VARIANTS = [(key, {}) for key in NAIVE] + [
     ("margin", {"loss_margin_nu": 0.3}),
     ("margin", {"loss_margin_beta_constant": True}),
+    ("snr", {"batch_mining": "semihard"}),  # λ regulariser active (0 with distance)
+    ("snr", {"batch_mining": "rho_distance", "miner_rho_distance_cp": 0.5}),
+    ("triplet", {"batch_mining": "rho_distance", "miner_rho_distance_cp": 0.5}),
+    ("multisimilarity", {"loss_multisimilarity_margin": 0.5, "loss_multisimilarity_thresh": 0.2}),
+    ("histogram", {"loss_histogram_nbins": 11}),
 ]
 
 
@@ -136,8 +215,8 @@ def test_matches_naive_loop(key: str, overrides: dict) -> None:
         mined = crit.miner(embeds, labels)
         crit.miner = FixedMiner(mined)
         mined = mined.tolist()
-    scaled = embeds * 1.3
-    expected = NAIVE[key](crit, scaled.detach().double(), labels, mined)
+    scaled = (embeds * 1.3).double()
+    expected = NAIVE[key](crit, scaled.detach(), labels, mined)
     assert expected > 0
     assert crit(scaled, labels).item() == pytest.approx(expected, abs=1e-5)
 
@@ -210,10 +289,24 @@ def test_incompatible_miner_is_config_error(monkeypatch: pytest.MonkeyPatch) -> 
     assert "npair" not in CRITERIA.get("triplet").allowed_miners
     with pytest.raises(ConfigError) as error:
         criteria.build(make_opt(loss="triplet", batch_mining="npair"))
+    triplet_miners = [key for key, miner in MINERS.items() if miner.output == "triplets"]
+    assert {"distance", "random", "semihard", "softhard", "rho_distance"} <= set(triplet_miners)
     assert str(error.value) == (
         "--batch_mining: miner 'npair' cannot be used with --loss triplet; "
-        "allowed: distance, random, semihard, softhard"
+        f"allowed: {', '.join(triplet_miners)}"
     )
+
+
+@pytest.mark.parametrize(
+    ("miner", "masquerade"), [("random_distance", "distance"), ("intra_random", "random")]
+)
+def test_control_miners_have_their_own_keys(miner: str, masquerade: str) -> None:
+    """The reference's ``random_distance``/``intra_random`` report ``'distance'``/``'random'``;
+    here the compatibility check and the loss see the real key."""
+    crit = criteria.build(make_opt(loss="snr", batch_mining=miner))
+    assert crit.miner.registry_key == miner != masquerade
+    assert miner in CRITERIA.get("triplet").allowed_miners
+    assert crit.reg_lambda == 0.005  # SNR's "no regulariser with distance" is for distance only
 
 
 def test_unknown_keys_are_config_errors() -> None:
@@ -238,3 +331,50 @@ def test_semihard_uses_loss_margin() -> None:
     assert crit.miner.margin == 0.4
     crit = criteria.build(make_opt(loss="contrastive", batch_mining="semihard"))
     assert crit.miner.margin == 0.2
+
+
+def test_snr_regulariser_off_with_distance_miner_only() -> None:
+    assert build("snr").reg_lambda == 0.0  # default miner here: distance
+    for miner in ("semihard", "rho_distance", "random"):
+        assert build("snr", batch_mining=miner, loss_snr_reg_lambda=0.01).reg_lambda == 0.01
+
+
+def test_snr_no_active_triplet_is_zero_not_nan() -> None:
+    embeds = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.1, 0.0], [-1.0, 0.0, 5.0], [-1.0, 0.1, 5.0]])
+    embeds.requires_grad_(True)
+    crit = build("snr", loss_snr_margin=0.0)
+    crit.miner = FixedMiner(torch.tensor([[0, 1, 2], [2, 3, 0]]))
+    loss = crit(embeds, torch.tensor([0, 0, 1, 1]))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(embeds.grad).all()
+
+
+def test_multisimilarity_nothing_mined_is_zero() -> None:
+    """Positives far more similar than every negative: no pair survives the mining (the
+    reference's issue #3 crash); the loss is 0 with finite gradients."""
+    embeds = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]], requires_grad=True)
+    loss = build("multisimilarity")(embeds, torch.tensor([0, 0, 1, 1]))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(embeds.grad).all()
+    labels = torch.tensor([0, 0, 1, 1])
+    assert naive_multisimilarity(build("multisimilarity"), embeds.detach(), labels, None) == 0.0
+
+
+def test_multisimilarity_and_histogram_use_cosine_similarity() -> None:
+    embeds, labels = make_batch(seed=5)
+    for key in ("multisimilarity", "histogram"):
+        crit = build(key)
+        assert crit(embeds * 7.0, labels).item() == pytest.approx(crit(embeds, labels).item())
+
+
+def test_histogram_separated_classes_zero_overlapping_positive() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    separated = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]])
+    assert build("histogram")(separated, labels).item() == pytest.approx(0.0, abs=1e-7)
+    swapped = separated[[0, 2, 1, 3]]  # positives opposite, negatives identical
+    assert build("histogram")(swapped, labels).item() == pytest.approx(1.0)
+
+
+def test_histogram_needs_two_nodes() -> None:
+    with pytest.raises(ConfigError, match="--loss_histogram_nbins"):
+        build("histogram", loss_histogram_nbins=1)

@@ -209,13 +209,14 @@ def test_float32_on_the_embeddings_device(key: str) -> None:
         ("proxy_anchor", ("--loss_proxy_anchor_lrmulti", "1"), 1e-5),
     ],
 )
-def test_param_groups_reference_rates_without_weight_decay(
+def test_param_groups_reference_rates_and_weight_decay(
     key: str, flags: tuple[str, ...], lr: float
 ) -> None:
-    crit = build(key, "--lr", "1e-5", *flags)
+    crit = build(key, "--lr", "1e-5", "--decay", "3e-4", *flags)
     (group,) = crit.param_groups()
     assert group["lr"] == pytest.approx(lr)
-    assert group["weight_decay"] == 0.0
+    # Only the official Proxy-Anchor code decays its proxies (with the network's weight decay).
+    assert group["weight_decay"] == (3e-4 if key == "proxy_anchor" else 0.0)
     assert {id(p) for p in group["params"]} == {id(p) for p in crit.parameters()}
 
 
@@ -229,7 +230,7 @@ def test_parameters_join_the_optimizer_through_build_optimizer() -> None:
     optimizer = build_optimizer(opt, build_model(opt), crit)
     groups = [g for g in optimizer.param_groups if any(p is crit.proxies for p in g["params"])]
     assert len(groups) == 1 and groups[0]["lr"] == pytest.approx(opt.lr * 100)
-    assert groups[0]["weight_decay"] == 0.0
+    assert groups[0]["weight_decay"] == opt.decay
 
 
 def test_shapes_of_parameters_follow_n_classes_and_embed_dim() -> None:

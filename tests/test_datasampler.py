@@ -27,6 +27,7 @@ def make_opt(key: str, **overrides: object) -> argparse.Namespace:
         "data_sampler_lowproj_dim": -1,
         "data_gc_softened": False,
         "data_d2_coreset_lambda": 1.0,
+        "data_batchmatch_reference_wasserstein": False,
     }
     values.update(overrides)
     return argparse.Namespace(**values)
@@ -289,7 +290,7 @@ def test_d2_coreset_selects_distinct_points_pushed_apart_by_lambda() -> None:
     assert sum(i < 6 for b in epoch(flat) for i in b[1:]) < far_hits
 
 
-def naive_disthist_cost(big: np.ndarray, cand: np.ndarray) -> float:
+def naive_disthist_cost(big: np.ndarray, cand: np.ndarray, reference: bool = False) -> float:
     def dists(x: np.ndarray) -> list[float]:
         return [
             float(np.linalg.norm(x[i] - x[j])) for i in range(len(x)) for j in range(i + 1, len(x))
@@ -299,10 +300,15 @@ def naive_disthist_cost(big: np.ndarray, cand: np.ndarray) -> float:
     edges = np.linspace(min(big_d), max(big_d), 51)
     h_big = np.histogram(np.clip(big_d, edges[0], edges[-1]), edges)[0] / len(big_d)
     h_cand = np.histogram(np.clip(cand_d, edges[0], edges[-1]), edges)[0] / len(cand_d)
-    w1 = np.abs(np.cumsum(h_big) - np.cumsum(h_cand)).sum() * (edges[1] - edges[0])
+    if reference:  # the reference: scipy's W1 between the two arrays of bin heights as samples
+        from scipy.stats import wasserstein_distance
+
+        w1 = wasserstein_distance(h_big, h_cand)
+    else:
+        w1 = np.abs(np.cumsum(h_big) - np.cumsum(h_cand)).sum() * (edges[1] - edges[0])
     return (
         np.linalg.norm(big.mean(0) - cand.mean(0))
-        + np.linalg.norm(big.std(0, ddof=1) - cand.std(0, ddof=1))
+        + np.linalg.norm(big.std(0) - cand.std(0))
         + 75 * 2 * w1
     )
 
@@ -317,15 +323,30 @@ def naive_fid_cost(big: np.ndarray, cand: np.ndarray) -> float:
     )
 
 
+def naive_reference_disthist_cost(big: np.ndarray, cand: np.ndarray) -> float:
+    return naive_disthist_cost(big, cand, reference=True)
+
+
 @pytest.mark.parametrize(
-    ("key", "naive"),
-    [("disthist_batchmatch", naive_disthist_cost), ("fid_batchmatch", naive_fid_cost)],
+    ("key", "naive", "overrides"),
+    [
+        ("disthist_batchmatch", naive_disthist_cost, {}),
+        (
+            "disthist_batchmatch",
+            naive_reference_disthist_cost,
+            {"data_batchmatch_reference_wasserstein": True},
+        ),
+        ("disthist_batchmatch", naive_disthist_cost, {"data_sampler_lowproj_dim": 2}),
+        ("fid_batchmatch", naive_fid_cost, {}),
+        ("fid_batchmatch", naive_fid_cost, {"data_sampler_lowproj_dim": 2}),
+    ],
 )
 def test_batchmatch_costs_match_naive_and_the_cheapest_candidate_wins(
-    key: str, naive: object, monkeypatch: pytest.MonkeyPatch
+    key: str, naive: object, overrides: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     labels = make_labels()
-    sampler = build(make_opt(key, data_batchmatch_bigbs=30), labels)
+    sampler = build(make_opt(key, data_batchmatch_bigbs=30, **overrides), labels)
+    dim = overrides.get("data_sampler_lowproj_dim", 4)
     seen = []
     original = type(sampler).costs
 
@@ -337,11 +358,16 @@ def test_batchmatch_costs_match_naive_and_the_cheapest_candidate_wins(
     monkeypatch.setattr(type(sampler), "costs", recording)
     for batch in sampler:  # lazily: seen[-1] belongs to this batch
         big, candidates, costs = seen[-1]
-        assert big.shape == (30, 4) and candidates.shape == (10, 12, 4)
+        assert big.shape == (30, dim) and candidates.shape == (10, 12, dim)
         expected = [naive(big.numpy(), c.numpy()) for c in candidates]
         assert costs.tolist() == pytest.approx(expected, rel=1e-6, abs=1e-8)
         chosen = sampler.embeddings[batch].double()
-        assert torch.equal(chosen, candidates[int(np.argmin(expected))])
+        best = candidates[int(np.argmin(expected))]
+        if dim == 4:
+            assert torch.equal(chosen, best)
+        else:  # the chosen samples' embeddings map linearly onto the best projected candidate
+            projection = torch.linalg.lstsq(chosen, best).solution
+            assert torch.allclose(chosen @ projection, best, atol=1e-8)
 
 
 @pytest.mark.parametrize("key", ["disthist_batchmatch", "fid_batchmatch"])
@@ -362,3 +388,34 @@ def test_batchmatch_candidates_come_from_the_spc_big_batch(key: str, monkeypatch
 def test_batchmatch_big_batch_smaller_than_bs_is_config_error() -> None:
     with pytest.raises(ConfigError, match="--data_batchmatch_bigbs"):
         datasampler.build(make_opt("fid_batchmatch", data_batchmatch_bigbs=6), make_labels())
+
+
+@pytest.mark.slow
+def test_resuming_main_with_an_embedding_sampler_reproduces_the_run(tmp_path) -> None:
+    """Two epochs straight vs. one epoch, then ``--resume`` for the second: the batches (chosen
+    from the model's embeddings), the loss parameters and the metrics come out identical."""
+    import main
+    from utilities.checkpoint import load_checkpoint
+
+    flags = [
+        "--loss", "proxy_anchor", "--data_sampler", "greedy_coreset", "--bs", "200",
+        "--data_batchmatch_bigbs", "300", "--no_train_metrics", "--evaluation_metrics",
+        "e_recall@1", "--storage_metrics", "e_recall@1", "--num_workers", "0",
+        "--seed", "4", "--savename", "run",
+    ]  # fmt: skip
+    straight = tmp_path / "straight"
+    main.train([*flags, "--n_epochs", "2", "--save_path", str(straight)])
+    split = tmp_path / "split"
+    main.train([*flags, "--n_epochs", "1", "--save_path", str(split)])
+    last = split / "digits" / "run" / "checkpoint_last.pth"
+    main.train(["--resume", str(last), "--n_epochs", "2"])
+
+    expected = load_checkpoint(straight / "digits" / "run" / "checkpoint_last.pth", "test")
+    actual = load_checkpoint(last, "test")
+    assert actual["epoch"] == expected["epoch"] == 2
+    for name in ("model", "criterion"):
+        for key, value in expected[name].items():
+            assert torch.equal(actual[name][key], value), (name, key)
+    assert actual["sampler"] == expected["sampler"]
+    assert actual["history"]["Test"]["e_recall@1"] == expected["history"]["Test"]["e_recall@1"]
+    assert actual["history"]["Train"]["loss"] == expected["history"]["Train"]["loss"]

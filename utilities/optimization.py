@@ -12,7 +12,8 @@ def build_optimizer(
     opt: argparse.Namespace, model: nn.Module, criterion: nn.Module
 ) -> torch.optim.Optimizer:
     """Network parameters at ``--lr`` with ``--decay`` (the head at ``--fc_lr`` when >= 0), plus
-    the criterion's own parameter groups (their learning rate, no weight decay)."""
+    the criterion's own parameter groups (their learning rate and weight decay, 0 unless the
+    loss's reference decayed them)."""
     head_ids = {id(p) for p in model.last_linear.parameters()} if opt.fc_lr >= 0 else set()
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
     groups = [{"params": body, "lr": opt.lr, "weight_decay": opt.decay}]

@@ -1,0 +1,259 @@
+"""Milliseconds per forward + backward of every registered loss with its default miner.
+
+    python benchmarks/loss_step.py                       # batch 112, dimension 128, CUDA if present
+    python benchmarks/loss_step.py --device cpu --threads 2 --repeats 100
+
+For each key of ``criteria.CRITERIA`` (so losses added later are measured without editing this
+file) the loss is built from the parser defaults with its default miner (``--batch_mining
+distance`` when the loss allows it, else its first allowed miner; none for losses that mine
+internally or use proxies). One step is: L2-normalise a B×D leaf tensor, mine, compute the loss,
+backpropagate into the embeddings and the loss's own parameters. Where pytorch-metric-learning
+(PML) is importable, the equivalent PML loss/miner is timed in the same run on the same inputs,
+interleaved with ours repeat by repeat so that load on the machine affects both alike; the table
+gives the medians and the ratio ours / PML (< 1: ours is faster). On the CPU the default is one
+torch thread (``--threads``).
+
+PML is used here only, as a yardstick; the toolkit never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pathlib
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import criteria  # noqa: E402
+import parameters  # noqa: E402
+from criteria import CRITERIA  # noqa: E402
+
+DEFAULT_MINER = "distance"  # the --batch_mining default
+# The only miners the reference allows for its tuple losses (spec revisiting_dml.md §3.2).
+REFERENCE_MINERS = {"npair": "npair", "angular": "npair", "lifted": "lifted"}
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def default_miner(key: str) -> str | None:
+    """The miner a loss is measured with: ``distance`` (the flag default) when allowed, else the
+    reference's miner for the loss when allowed, else its first allowed key."""
+    loss_class = CRITERIA.get(key)
+    if not loss_class.requires_batchminer:
+        return None
+    allowed = loss_class.allowed_miners
+    for miner in (DEFAULT_MINER, REFERENCE_MINERS.get(key)):
+        if miner in allowed:
+            return miner
+    return sorted(allowed)[0]
+
+
+def build_ours(key: str, dim: int, n_classes: int, device: torch.device) -> torch.nn.Module:
+    flags = ["--loss", key, "--embed_dim", str(dim)]
+    miner = default_miner(key)
+    if miner is not None:
+        flags += ["--batch_mining", miner]
+    opt = parameters.build_parser().parse_args(flags)
+    opt.n_classes = n_classes
+    return criteria.build(opt).to(device)
+
+
+def pml_equivalents(dim: int, n_classes: int) -> dict[str, tuple[str, Any, Any]]:
+    """Our loss key -> (description, PML loss, PML miner or None), our defaults carried over.
+
+    Empty when pytorch-metric-learning is not importable. Losses PML lacks (quadruplet) or
+    implements differently are absent or described as approximate.
+    """
+    try:
+        from pytorch_metric_learning import distances, losses, miners
+    except ImportError:
+        return {}
+
+    def distance_miner() -> Any:
+        return miners.DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4)
+
+    squared = distances.LpDistance(power=2)
+    return {
+        "triplet": (
+            "TripletMarginLoss(squared L2) + DistanceWeightedMiner",
+            losses.TripletMarginLoss(margin=0.2, distance=squared),
+            distance_miner(),
+        ),
+        "contrastive": (
+            "ContrastiveLoss + DistanceWeightedMiner",
+            losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
+            distance_miner(),
+        ),
+        "margin": (
+            "MarginLoss(learn_beta) + DistanceWeightedMiner",
+            losses.MarginLoss(margin=0.2, beta=1.2, learn_beta=True, num_classes=n_classes),
+            distance_miner(),
+        ),
+        "snr": (
+            "SignalToNoiseRatioContrastiveLoss + DistanceWeightedMiner (approx.: pairs)",
+            losses.SignalToNoiseRatioContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
+            distance_miner(),
+        ),
+        "proxynca": (
+            "ProxyNCALoss(softmax_scale 9)",
+            losses.ProxyNCALoss(n_classes, dim, softmax_scale=9),
+            None,
+        ),
+        "npair": ("NPairsLoss", losses.NPairsLoss(), None),
+        "angular": ("AngularLoss(α 45) (approx.: no N-pair term)", losses.AngularLoss(45), None),
+        "lifted": (
+            "GeneralizedLiftedStructureLoss",
+            losses.GeneralizedLiftedStructureLoss(neg_margin=1.0),
+            None,
+        ),
+        "multisimilarity": (
+            "MultiSimilarityLoss + MultiSimilarityMiner",
+            losses.MultiSimilarityLoss(alpha=2, beta=40, base=0.5),
+            miners.MultiSimilarityMiner(epsilon=0.1),
+        ),
+        "histogram": ("HistogramLoss(64 intervals)", losses.HistogramLoss(n_bins=64), None),
+        "softmax": (
+            "NormalizedSoftmaxLoss",
+            losses.NormalizedSoftmaxLoss(n_classes, dim, temperature=0.05),
+            None,
+        ),
+        "softtriplet": (
+            "SoftTripleLoss(K 2)",
+            losses.SoftTripleLoss(
+                n_classes, dim, centers_per_class=2, la=8, gamma=0.1, margin=0.01
+            ),
+            None,
+        ),
+        "arcface": (
+            "ArcFaceLoss",
+            losses.ArcFaceLoss(n_classes, dim, margin=math.degrees(0.5), scale=16),
+            None,
+        ),
+        "proxy_anchor": (
+            "ProxyAnchorLoss",
+            losses.ProxyAnchorLoss(n_classes, dim, margin=0.1, alpha=32),
+            None,
+        ),
+    }
+
+
+def pml_step(loss: Any, miner: Any) -> LossFn:
+    def step(embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if miner is None:
+            return loss(embeds, labels)
+        return loss(embeds, labels, miner(embeds, labels))
+
+    return step
+
+
+def timed(fn: LossFn, raw: torch.Tensor, labels: torch.Tensor, params: list[torch.Tensor]) -> float:
+    """Milliseconds of one normalise + loss + backward, synchronised on CUDA."""
+    for tensor in (raw, *params):
+        tensor.grad = None
+    if raw.is_cuda:
+        torch.cuda.synchronize(raw.device)
+    start = time.perf_counter()
+    fn(F.normalize(raw, dim=1), labels).backward()
+    if raw.is_cuda:
+        torch.cuda.synchronize(raw.device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def measure(
+    candidates: list[tuple[LossFn, list[torch.Tensor]]],
+    raw: torch.Tensor,
+    labels: torch.Tensor,
+    warmup: int,
+    repeats: int,
+) -> list[float]:
+    """Median milliseconds of each candidate, measured interleaved (one step of each per repeat)."""
+    times: list[list[float]] = [[] for _ in candidates]
+    for repeat in range(warmup + repeats):
+        for (fn, params), record in zip(candidates, times, strict=True):
+            elapsed = timed(fn, raw, labels, params)
+            if repeat >= warmup:
+                record.append(elapsed)
+    return [statistics.median(record) for record in times]
+
+
+def batch(
+    size: int, dim: int, n_classes: int, per_class: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A B×D leaf tensor and SPC-N labels (B/N distinct classes out of ``n_classes``)."""
+    classes = torch.randperm(n_classes)[: size // per_class]
+    labels = classes.repeat_interleave(per_class).to(device)
+    return torch.randn(size, dim, device=device, requires_grad=True), labels
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bs", type=int, default=112, help="batch size")
+    parser.add_argument("--dim", type=int, default=128, help="embedding dimension")
+    parser.add_argument("--n_classes", type=int, default=100, help="training classes (proxies)")
+    parser.add_argument("--samples_per_class", type=int, default=2, help="SPC-N of the batch")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=30, help="timed steps (median reported)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (0: torch's default); one thread gives stable medians on a "
+        "shared CPU, where a thread pool waits for preempted workers",
+    )
+    parser.add_argument("--losses", nargs="*", default=None, help="only these keys")
+    args = parser.parse_args(argv)
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    torch.manual_seed(0)
+    raw, labels = batch(args.bs, args.dim, args.n_classes, args.samples_per_class, device)
+    theirs_by_key = pml_equivalents(args.dim, args.n_classes)
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    print(
+        f"batch {args.bs}, dimension {args.dim}, {args.n_classes} classes, SPC-"
+        f"{args.samples_per_class}; {device} ({name or platform.machine()}, "
+        f"{torch.get_num_threads()} threads); torch {torch.__version__}; median of "
+        f"{args.repeats} steps after {args.warmup} warm-up, ours and PML interleaved\n"
+    )
+    print(
+        "| loss | our miner | ours (ms) | pytorch-metric-learning equivalent | PML (ms) | ratio |"
+    )
+    print("|---|---|---:|---|---:|---:|")
+    keys = args.losses or CRITERIA.keys()
+    for key in keys:
+        torch.manual_seed(0)
+        ours = build_ours(key, args.dim, args.n_classes, device)
+        candidates: list[tuple[LossFn, list[torch.Tensor]]] = [(ours, list(ours.parameters()))]
+        theirs = theirs_by_key.get(key)
+        if theirs is not None:
+            loss = theirs[1].to(device)
+            candidates.append((pml_step(loss, theirs[2]), list(loss.parameters())))
+        medians = measure(candidates, raw, labels, args.warmup, args.repeats)
+        row = f"| `{key}` | {default_miner(key) or '—'} | {medians[0]:.2f} |"
+        if theirs is None:
+            row += " — | — | — |"
+        else:
+            row += f" {theirs[0]} | {medians[1]:.2f} | {medians[0] / medians[1]:.2f} |"
+        print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Histogram loss (reference ``criteria/histogram.py``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from batch_mining.base import BatchMiner
+from criteria import CRITERIA
+from criteria.base import Criterion
+from utilities.errors import ConfigError
+
+
+@CRITERIA.register("histogram")
+class HistogramLoss(Criterion):
+    """Histogram loss (Ustinova & Lempitsky, "Learning Deep Embeddings with Histogram Loss",
+    NeurIPS 2016) on the cosine similarities s_ij = x̂_iᵀx̂_j (x̂ = x/‖x‖) of the pairs i < j.
+
+    R = ``--loss_histogram_nbins`` nodes t_r = −1 + rΔ, Δ = 2/(R−1); each similarity is split
+    linearly between its two neighbouring nodes, δ_ijr = [1 − |s_ij − t_r|/Δ]₊, giving the
+    normalised histograms of the positive (same-class) and negative pairs
+
+        h⁺_r = Σ_{pos} δ_ijr / #pos,   h⁻_r = Σ_{neg} δ_ijr / #neg,
+        L = Σ_r h⁻_r Φ⁺_r,   Φ⁺_r = Σ_{q ≤ r} h⁺_q,
+
+    the probability that a negative pair is more similar than a positive one. 0 when the batch
+    has no positive or no negative pair. Computed as one P×R matrix (P = B(B−1)/2 pairs).
+    """
+
+    def __init__(self, opt: argparse.Namespace, miner: BatchMiner | None = None) -> None:
+        super().__init__(opt, miner)
+        self.nbins = int(opt.loss_histogram_nbins)
+        if self.nbins < 2:
+            raise ConfigError(
+                f"--loss_histogram_nbins: got {self.nbins}, expected at least 2 histogram nodes"
+            )
+
+    @staticmethod
+    def add_arguments(group: argparse._ArgumentGroup) -> None:
+        group.add_argument(
+            "--loss_histogram_nbins",
+            type=int,
+            default=65,
+            help="number R of histogram nodes on [-1, 1] (the SOP runs use 11)",
+        )
+
+    def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
+        labels = labels.to(embeds.device)
+        normed = F.normalize(embeds, dim=1)
+        first, second = torch.triu_indices(len(labels), len(labels), 1, device=embeds.device)
+        sims = (normed[first] * normed[second]).sum(1).clamp(-1, 1)
+        same = (labels[first] == labels[second]).to(sims.dtype)
+        nodes = torch.linspace(-1, 1, self.nbins, device=embeds.device, dtype=sims.dtype)
+        step = 2 / (self.nbins - 1)
+        assignment = (1 - (sims[:, None] - nodes[None, :]).abs() / step).clamp_min(0)
+        hist_pos = same @ assignment / same.sum().clamp_min(1)
+        hist_neg = (1 - same) @ assignment / (1 - same).sum().clamp_min(1)
+        return (hist_neg * hist_pos.cumsum(0)).sum()

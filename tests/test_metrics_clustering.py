@@ -1,0 +1,202 @@
+"""Clustering metrics (NMI, AMI, F1 and their cosine variants) and the embedding statistics
+(dists, rho_spectrum) against scikit-learn, scipy and slow loops written here."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+from scipy.stats import entropy
+from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+
+import metrics
+from metrics import engine
+from metrics.clustering import kmeans, kmeans_centroids
+from metrics.dists import mean_inter_distance, mean_intra_distance
+from metrics.knn import faiss_module
+from metrics.nmi import normalized_mutual_information
+from utilities.errors import ConfigError
+
+needs_faiss = pytest.mark.skipif(faiss_module() is None, reason="faiss not installed")
+BACKENDS = ["torch", pytest.param("faiss", marks=needs_faiss)]
+
+
+def random_data(n=60, d=5, classes=6, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.2, 3.0, size=(n, 1))
+    return x.astype(np.float32), rng.integers(0, classes, n)
+
+
+# ---------------------------------------------------------------- NMI / AMI
+LABELINGS = [
+    ([0] * 10, [3] * 10),  # one class, one cluster: 1
+    ([0] * 10, list(range(10))),  # one class, singletons: 0
+    (list(range(8)), list(range(8))),  # singletons both: 1
+    (list(range(8)), [0] * 8),
+    ([5, 5, 7, 7, 9], [1, 0, 1, 0, 2]),
+]
+
+
+@pytest.mark.parametrize("labels, clusters", LABELINGS)
+def test_nmi_equals_sklearn_on_edge_cases(labels, clusters):
+    got = normalized_mutual_information(torch.tensor(labels), torch.tensor(clusters))
+    assert got == pytest.approx(normalized_mutual_info_score(labels, clusters), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nmi_equals_sklearn_on_random_labelings(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 400))
+    labels = rng.integers(-3, int(rng.integers(1, 50)), n)
+    clusters = rng.integers(0, int(rng.integers(1, 50)), n) * 7
+    got = normalized_mutual_information(torch.from_numpy(labels), torch.from_numpy(clusters))
+    assert got == pytest.approx(normalized_mutual_info_score(labels, clusters), abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_clustering_metrics_equal_references_on_the_evaluators_clusters(backend):
+    x, y = random_data(n=90, classes=5, seed=2)
+    keys = ["nmi", "ami", "f1", "c_nmi", "c_f1"]
+    evaluator = metrics.Evaluator(keys, kmeans_seed=3, backend=backend)
+    inputs = evaluator.prepare(x, y)
+    got = evaluator.compute(x, y)
+    for space, prefix in (("euclidean", ""), ("cosine", "c_")):
+        clusters = inputs.clusters(space).numpy()
+        assert got[f"{prefix}nmi"] == pytest.approx(normalized_mutual_info_score(y, clusters))
+        assert got[f"{prefix}f1"] == pytest.approx(slow_pair_f1(y, clusters), abs=1e-12)
+    clusters = inputs.cluster_ids.numpy()
+    assert got["ami"] == pytest.approx(adjusted_mutual_info_score(y, clusters), abs=1e-12)
+
+
+def slow_pair_f1(labels, clusters):
+    tp = fp = fn = 0
+    for i, j in itertools.combinations(range(len(labels)), 2):
+        same_class, same_cluster = labels[i] == labels[j], clusters[i] == clusters[j]
+        tp += same_class and same_cluster
+        fp += same_cluster and not same_class
+        fn += same_class and not same_cluster
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def test_kmeans_runs_once_per_space_on_the_right_features(monkeypatch):
+    seen = []
+
+    def recording(points, k, **kwargs):
+        seen.append((points.clone(), k, kwargs["spherical"]))
+        return kmeans(points, k, **kwargs)
+
+    monkeypatch.setattr(engine, "kmeans", recording)
+    x, y = random_data(n=60, classes=6, seed=4)
+    query = y < 4  # the evaluated queries hold 4 classes
+    keys = ["nmi", "f1", "ami", "c_nmi", "c_f1"]
+    metrics.Evaluator(keys).compute(x, y, query=query, gallery=np.ones(60, bool))
+    assert [(p.shape[0], k, s) for p, k, s in seen] == [
+        (query.sum(), 4, False),
+        (query.sum(), 4, True),
+    ]
+    torch.testing.assert_close(seen[0][0], torch.from_numpy(x[query]))
+    torch.testing.assert_close(seen[1][0].norm(dim=1), torch.ones(int(query.sum())))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spherical_assignment_uses_the_normalised_centroids(backend):
+    x, _ = random_data(n=80, d=3, seed=5)
+    points = torch.nn.functional.normalize(torch.from_numpy(x), dim=1)
+    centroids = kmeans_centroids(points, 6, seed=1, backend=backend)
+    by_cosine = (points @ torch.nn.functional.normalize(centroids, dim=1).T).argmax(1)
+    by_distance = torch.cdist(points, centroids).argmin(1)
+    assert torch.equal(kmeans(points, 6, seed=1, backend=backend, spherical=True), by_cosine)
+    assert torch.equal(kmeans(points, 6, seed=1, backend=backend), by_distance)
+
+
+def test_nmi_alone_and_cosine_alone_need_no_neighbours():
+    x, y = random_data(n=40, classes=4, seed=6)
+    for key in ("nmi", "c_nmi", "ami", "c_f1"):
+        inputs = metrics.Evaluator([key]).prepare(x, y)
+        assert inputs.neighbours is None and inputs.cosine_neighbours is None
+        assert 0 <= metrics.Evaluator([key]).compute(x, y)[key] <= 1 or key == "ami"
+
+
+def test_no_queries_gives_nan():
+    x, y = random_data(n=10, seed=7)
+    got = metrics.Evaluator(["nmi", "f1", "c_nmi", "ami"]).compute(
+        x, y, query=np.zeros(10, bool), gallery=np.ones(10, bool)
+    )
+    assert all(np.isnan(v) for v in got.values())
+
+
+# ---------------------------------------------------------------- dists
+def slow_intra(x, y):
+    values = []
+    for c in np.unique(y):
+        members = x[y == c].astype(np.float64)
+        n = len(members)
+        values.append(cdist(members, members, "cosine").sum() / (n * n - n) if n > 1 else np.nan)
+    values = np.array(values)
+    values[np.isnan(values)] = np.nanmax(values)  # the reference's intent for singletons
+    return values.mean()
+
+
+def slow_inter(x, y):
+    means = np.stack([x[y == c].astype(np.float64).mean(0) for c in np.unique(y)])
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    c = len(means)
+    return cdist(means, means, "cosine").sum() / (c * c - c)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dists_equal_scipy_loops(seed):
+    x, y = random_data(n=70, classes=8, seed=seed)
+    y[:3] = [100, 101, 102]  # singleton classes
+    keys = ["dists@intra", "dists@inter", "dists@intra_over_inter"]
+    got = metrics.Evaluator(keys).compute(x, y)
+    intra, inter = slow_intra(x, y), slow_inter(x, y)
+    assert got["dists@intra"] == pytest.approx(intra, abs=1e-9)
+    assert got["dists@inter"] == pytest.approx(inter, abs=1e-9)
+    assert got["dists@intra_over_inter"] == pytest.approx(intra / inter, abs=1e-9)
+
+
+def test_dists_edge_cases():
+    x, _ = random_data(n=6, seed=3)
+    t = torch.from_numpy(x)
+    assert np.isnan(mean_intra_distance(t, torch.arange(6)))  # all singletons
+    assert np.isnan(mean_inter_distance(t, torch.zeros(6, dtype=torch.long)))  # one class
+    assert mean_intra_distance(torch.ones(4, 3), torch.tensor([0, 0, 1, 1])) == pytest.approx(0)
+    with pytest.raises(ConfigError, match="dists@MODE"):
+        metrics.build_metrics(["dists@intra_inter"])
+    with pytest.raises(ConfigError, match="dists@MODE"):
+        metrics.build_metrics(["dists"])
+
+
+# ---------------------------------------------------------------- rho_spectrum
+def slow_rho(x, mode):
+    s = np.linalg.svd(x.astype(np.float64), compute_uv=False)[abs(mode) - 1 :]
+    s = s / s.sum()
+    uniform = np.ones_like(s) / len(s)
+    return entropy(uniform, s) if mode > 0 else entropy(s, uniform)
+
+
+@pytest.mark.parametrize("mode", [1, 2, 5, -1, -3])
+def test_rho_spectrum_equals_numpy_svd_and_scipy_entropy(mode):
+    x, y = random_data(n=50, d=12, seed=8)
+    x[:, :3] *= 10  # a decaying spectrum
+    got = metrics.Evaluator([f"rho_spectrum@{mode}"]).compute(x, y)
+    assert got[f"rho_spectrum@{mode}"] == pytest.approx(slow_rho(x, mode), rel=1e-9)
+
+
+@pytest.mark.parametrize("key", ["rho_spectrum@0", "rho_spectrum", "rho_spectrum@x"])
+def test_rho_spectrum_rejects_non_scalar_and_bad_modes(key):
+    with pytest.raises(ConfigError, match="--evaluation_metrics.*non-zero integer"):
+        metrics.build_metrics([key])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_embedding_statistics_agree_on_cpu_and_gpu():
+    x, y = random_data(n=200, d=16, classes=10, seed=9)
+    keys = ["rho_spectrum@1", "rho_spectrum@-2", "dists@intra", "dists@inter"]
+    cpu = metrics.Evaluator(keys).compute(x, y)
+    gpu = metrics.Evaluator(keys).compute(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    assert [gpu[k] for k in keys] == pytest.approx([cpu[k] for k in keys], rel=1e-6)

@@ -1,0 +1,313 @@
+"""Every neighbour-based metric against slow per-query references, on random and awkward data.
+
+The references rank each query's gallery by a full sort of exactly computed distances (or cosine
+similarities), then apply each metric's formula query by query; nothing is shared with the
+engine but the definitions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import metrics
+from metrics import knn
+from metrics.knn import faiss_module
+
+needs_faiss = pytest.mark.skipif(faiss_module() is None, reason="faiss not installed")
+BACKENDS = ["torch", pytest.param("faiss", marks=needs_faiss)]
+
+
+# ---------------------------------------------------------------- slow references
+def rankings(x, y, query=None, gallery=None, cosine=False, optimistic=None):
+    """Per query: (relevance over its full ranking, R_q). Ties by index, or relevant first
+    (``optimistic=True``) / last (``False``)."""
+    n = len(y)
+    query = np.ones(n, bool) if query is None else query
+    gallery = np.ones(n, bool) if gallery is None else gallery
+    x = x.astype(np.float64)
+    rows = []
+    for q in np.flatnonzero(query):
+        others = np.array([g for g in np.flatnonzero(gallery) if g != q], dtype=int)
+        if cosine:
+            norms = np.linalg.norm(x[others], axis=1) * np.linalg.norm(x[q])
+            score = -(x[others] @ x[q]) / np.maximum(norms, 1e-12)
+        else:
+            score = ((x[others] - x[q]) ** 2).sum(1)
+        rel = y[others] == y[q] if len(others) else np.zeros(0, bool)
+        tie = np.zeros(len(others)) if optimistic is None else (~rel if optimistic else rel)
+        order = np.lexsort((np.arange(len(others)), tie, score))
+        rows.append((rel[order], int(rel.sum())))
+    return rows
+
+
+def recall(rows, k):
+    return float(np.mean([rel[:k].any() for rel, _ in rows])) if rows else float("nan")
+
+
+def mean(values):
+    return float(np.mean(values)) if values else float("nan")
+
+
+def precision_at_1(rows):
+    return mean([float(rel[0]) for rel, r in rows if r > 0])
+
+
+def r_precision(rows):
+    return mean([rel[:r].sum() / r for rel, r in rows if r > 0])
+
+
+def average_precision(rel, cutoff, divisor):
+    hits, total = 0, 0.0
+    for i in range(min(cutoff, len(rel))):
+        if rel[i]:
+            hits += 1
+            total += hits / (i + 1)
+    return total / divisor
+
+
+def map_r(rows):
+    return mean([average_precision(rel, r, r) for rel, r in rows if r > 0])
+
+
+def map_revisit(rows, cutoff):
+    """The reference's mAP: divisor = class size counting the query, mean over all queries."""
+    return mean([average_precision(rel, cutoff(r), r + 1) for rel, r in rows])
+
+
+def mrr(rows, depth=None):
+    depth = max((r for _, r in rows), default=0) if depth is None else depth
+    scores = []
+    for rel, r in rows:
+        if r == 0:
+            continue
+        hit = np.flatnonzero(rel[:depth])
+        scores.append(1.0 / (hit[0] + 1) if hit.size else 0.0)
+    return mean(scores)
+
+
+def slow_values(keys, x, y, query=None, gallery=None, optimistic=None):
+    """{key: value} from the slow references, for every neighbour-based key."""
+    spaces = {
+        cosine: rankings(x, y, query, gallery, cosine, optimistic) for cosine in (False, True)
+    }
+    n = len(y)
+    out = {}
+    for key in keys:
+        name, _, arg = key.partition("@")
+        rows = spaces[name.startswith("c_")]
+        base = name.removeprefix("c_")
+        if base in ("e_recall", "recall"):
+            out[key] = recall(rows, int(arg))
+        elif base == "precision_at_1":
+            out[key] = precision_at_1(rows)
+        elif base == "r_precision":
+            out[key] = r_precision(rows)
+        elif base == "mAP_R":
+            out[key] = map_r(rows)
+        elif base == "mrr":
+            out[key] = mrr(rows, int(arg) if arg else None)
+        elif base in ("mAP_c", "mAP_R_dada"):
+            out[key] = map_revisit(rows, lambda r: r + 1)
+        elif base == "mAP_1000":
+            out[key] = map_revisit(rows, lambda r: 1000)
+        elif base == "mAP_lim":
+            out[key] = map_revisit(rows, lambda r: min(1023, n))
+        else:
+            raise KeyError(key)
+    return out
+
+
+KEYS = [
+    "e_recall@1",
+    "e_recall@3",
+    "e_recall@10",
+    "c_recall@1",
+    "c_recall@4",
+    "precision_at_1",
+    "r_precision",
+    "mAP_R",
+    "mrr",
+    "mrr@2",
+    "mAP_c",
+    "mAP_1000",
+    "mAP_lim",
+    "c_mAP_c",
+    "c_mAP_1000",
+    "c_mAP_lim",
+    "mAP_R_dada",
+]
+
+
+def assert_values(got, expected, abs_tol=1e-9):
+    assert list(got) == list(expected)
+    for key, value in expected.items():
+        assert isinstance(got[key], float), key
+        if np.isnan(value):
+            assert np.isnan(got[key]), key
+        else:
+            assert got[key] == pytest.approx(value, abs=abs_tol), key
+
+
+def random_data(n=60, d=5, classes=8, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.2, 3.0, size=(n, 1)) * scale  # varied norms
+    return x.astype(np.float32), rng.integers(0, classes, n)
+
+
+# ---------------------------------------------------------------- coverage
+def test_every_neighbour_metric_has_a_slow_reference():
+    neighbour_metrics = {
+        key
+        for key, cls in metrics.METRICS.items()
+        if cls.requires & {"neighbours", "neighbours_cosine"}
+    }
+    assert neighbour_metrics <= {key.partition("@")[0] for key in KEYS}
+
+
+# ---------------------------------------------------------------- random and awkward cases
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_data_matches_slow_reference(backend, seed):
+    x, y = random_data(seed=seed, classes=3 + 3 * seed)
+    got = metrics.Evaluator(KEYS, backend=backend, chunk_size=17).compute(x, y)
+    assert_values(got, slow_values(KEYS, x, y))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_stay_between_best_and_worst_tie_order(backend):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 3, size=(50, 3)).astype(np.float32)  # exact distances, many ties
+    x[x.sum(1) == 0] = 1.0  # no zero vector: cosine is defined everywhere
+    y = rng.integers(0, 4, 50)
+    got = metrics.Evaluator(KEYS, backend=backend).compute(x, y)
+    best = slow_values(KEYS, x, y, optimistic=True)
+    worst = slow_values(KEYS, x, y, optimistic=False)
+    assert sum(best[k] > worst[k] + 1e-9 for k in KEYS) >= 10  # the ties really matter
+    for key in KEYS:
+        assert worst[key] - 1e-9 <= got[key] <= best[key] + 1e-9, key
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_duplicate_embeddings(backend):
+    x, y = random_data(n=25, classes=6, seed=5)
+    x, y = np.concatenate([x, x, x[:5]]), np.concatenate([y, (y + 1) % 6, y[:5]])
+    got = metrics.Evaluator(KEYS, backend=backend).compute(x, y)
+    best = slow_values(KEYS, x, y, optimistic=True)
+    worst = slow_values(KEYS, x, y, optimistic=False)
+    for key in KEYS:
+        assert worst[key] - 1e-9 <= got[key] <= best[key] + 1e-9, key
+    inputs = metrics.Evaluator(KEYS, backend=backend).prepare(x, y)
+    own = torch.arange(len(y))[:, None]
+    assert not (inputs.neighbours == own).any() and not (inputs.cosine_neighbours == own).any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_singleton_classes(backend):
+    x, y = random_data(n=40, classes=5, seed=6)
+    y[:6] = 100 + np.arange(6)  # six lone queries: misses for R@k, left out of MAP@R/P@1/RP/MRR
+    got = metrics.Evaluator(KEYS, backend=backend).compute(x, y)
+    assert_values(got, slow_values(KEYS, x, y))
+    assert got["precision_at_1"] != got["e_recall@1"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_singletons(backend):
+    x, _ = random_data(n=6, seed=7)
+    got = metrics.Evaluator(KEYS, backend=backend).compute(x, np.arange(6))
+    assert_values(got, slow_values(KEYS, x, np.arange(6)))
+    assert np.isnan(got["mAP_R"]) and np.isnan(got["precision_at_1"]) and got["mAP_c"] == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_class(backend):
+    x, _ = random_data(n=12, seed=8)
+    y = np.zeros(12, int)
+    got = metrics.Evaluator(KEYS, backend=backend).compute(x, y)
+    assert_values(got, slow_values(KEYS, x, y))
+    assert got["mAP_R"] == 1.0 and got["mAP_c"] == pytest.approx(11 / 12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("overlap", [False, True])
+def test_query_gallery_with_classes_absent_from_gallery(backend, overlap):
+    x, y = random_data(n=80, classes=9, seed=9)
+    rng = np.random.default_rng(9)
+    query = rng.random(80) < 0.4
+    gallery = ~query | (overlap & (rng.random(80) < 0.5))
+    gallery &= y != 8  # class 8 only among queries: R_q = 0
+    query[y == 8] = True
+    got = metrics.Evaluator(KEYS, backend=backend).compute(x, y, query=query, gallery=gallery)
+    assert_values(got, slow_values(KEYS, x, y, query, gallery))
+
+
+def test_map_lim_and_map_1000_cut_off_deep_rankings():
+    x, y = random_data(n=1100, d=4, classes=3, seed=10)  # classes of ~370: AP runs past 1000
+    keys = ["mAP_1000", "mAP_lim", "mAP_c"]
+    got = metrics.Evaluator(keys, backend="torch").compute(x, y)
+    expected = slow_values(keys, x, y)
+    assert_values(got, expected, abs_tol=1e-6)  # float32 search vs float64 reference: near-ties
+    assert got["mAP_lim"] > got["mAP_1000"]  # 1023 neighbours see more hits than 1000
+
+
+# ---------------------------------------------------------------- the search engine
+def test_cosine_space_ignores_the_norm():
+    x, y = random_data(n=50, seed=11)
+    scaled = x * np.random.default_rng(0).uniform(0.1, 10, size=(50, 1)).astype(np.float32)
+    keys = ["c_recall@1", "c_recall@4", "c_mAP_c", "e_recall@1"]
+    a = metrics.Evaluator(keys, backend="torch").compute(x, y)
+    b = metrics.Evaluator(keys, backend="torch").compute(scaled, y)
+    assert [a[k] for k in keys[:3]] == pytest.approx([b[k] for k in keys[:3]])
+    assert a["e_recall@1"] != b["e_recall@1"]
+
+
+@needs_faiss
+@pytest.mark.parametrize("cosine", [False, True])
+def test_torch_and_faiss_neighbours_agree(cosine):
+    x, y = random_data(n=90, d=6, seed=12)
+    query, gallery = np.arange(90) % 3 != 0, np.arange(90) % 2 == 0
+    key = "c_recall@7" if cosine else "e_recall@7"
+    found = [
+        metrics.Evaluator([key], backend=backend)
+        .prepare(x, y, query=query, gallery=gallery)
+        .ranking("cosine" if cosine else "euclidean")[0]
+        for backend in ("torch", "faiss")
+    ]
+    assert torch.equal(found[0], found[1])  # random floats: no ties
+
+
+def test_default_chunks_bound_the_score_matrix(monkeypatch):
+    x, y = random_data(n=70, seed=13)
+    widths = []
+    real_topk = torch.Tensor.topk
+
+    def recording_topk(scores, *args, **kwargs):
+        widths.append(tuple(scores.shape))
+        return real_topk(scores, *args, **kwargs)
+
+    monkeypatch.setattr(knn, "CHUNK_ELEMENTS", 70 * 9)
+    monkeypatch.setattr(torch.Tensor, "topk", recording_topk)
+    got = metrics.Evaluator(KEYS, backend="torch").compute(x, y)
+    monkeypatch.undo()
+    assert widths and all(rows * cols <= 70 * 9 for rows, cols in widths)
+    assert_values(got, slow_values(KEYS, x, y))
+
+
+def test_search_depth_is_the_largest_any_metric_needs():
+    x, y = random_data(n=60, classes=2, seed=14)  # R_q up to ~35 for MAP@R / mAP_c
+    inputs = metrics.Evaluator(["e_recall@4", "mAP_R", "c_recall@2"]).prepare(x, y)
+    assert inputs.neighbours.shape[1] == int(np.bincount(y).max()) - 1
+    assert inputs.cosine_neighbours.shape[1] == 2
+    inputs = metrics.Evaluator(["mAP_c", "e_recall@1"]).prepare(x, y)
+    assert inputs.neighbours.shape[1] == int(np.bincount(y).max())
+    assert inputs.cosine_neighbours is None and inputs.cluster_ids is None
+
+
+def test_drop_self_keeps_the_ranking():
+    found = torch.tensor([[3, 0, 5, 7], [1, 2, 4, 6], [9, 8, 6, 0], [2, 5, 1, 3]])
+    own = torch.tensor([0, -1, 0, 3])
+    got = knn._drop_self(found, own, 3)
+    assert got.tolist() == [[3, 5, 7], [1, 2, 4], [9, 8, 6], [2, 5, 1]]
+    exact = knn._drop_self(found[:, :3], own, 3)  # no extra column: a hole at the end
+    assert exact.tolist() == [[3, 5, -1], [1, 2, 4], [9, 8, 6], [2, 5, 1]]
