@@ -33,8 +33,10 @@ class ParametricMiner(BatchMiner):
     CVPR 2020), without the learned policy.
 
     The support [s_lo, s_hi] = ``--miner_parametric_support_lim`` is cut by
-    ``--miner_parametric_n_support`` equally spaced edges s_0 = s_lo < … < s_{K} = s_hi into K bins;
-    bin k has weight w_k = 1 when its centre (s_k + s_{k+1})/2 lies in the mode's range, else 0:
+    ``--miner_parametric_n_support`` equally spaced edges s_0 = s_lo < … < s_K = s_hi into
+    K = n_support − 1 bins (s_k, s_{k+1}]; bin k has weight w_k = 1 when its centre
+    (s_k + s_{k+1})/2 lies in the mode's range, else 0 (the reference judges a bin by its left
+    edge):
 
         uniform: all bins,   hards: ≤ 0.5,   semihards: [0.3, 0.7],   veryhards: ≤ 0.3.
 

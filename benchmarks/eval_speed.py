@@ -158,12 +158,12 @@ TASKS = {
     "ours: R@1/10/100/1000 + MAP@R": _ours(KNN_SUITE, "auto"),
     "floor: faiss k-means": _faiss_kmeans,
     "ours: NMI + F1": _ours(["nmi", "f1"], "auto"),
-    "ours: full default suite": _ours(SOP_SUITE, "auto"),
     "ours: P@1 + MAP@R": _ours(["precision_at_1", "mAP_R"], "auto"),
     "PML: P@1 + MAP@R": _pml(("precision_at_1", "mean_average_precision_at_r")),
     "PML (default k=None): P@1 + MAP@R": _pml(
         ("precision_at_1", "mean_average_precision_at_r"), None
     ),
+    "ours: full default suite": _ours(SOP_SUITE, "auto"),
     "ours: P@1 + MAP@R + NMI": _ours(["precision_at_1", "mAP_R", "nmi"], "auto"),
     "PML: P@1 + MAP@R + NMI": _pml(("precision_at_1", "mean_average_precision_at_r", "NMI")),
     "ours (torch): R@1/10/100/1000 + MAP@R": _ours(KNN_SUITE, "torch"),

@@ -26,6 +26,9 @@ class MarginLoss(Criterion):
     The paper adds ν·β_{c(i)} for every pair of its summed loss; since ℓ is an average here, the
     β regulariser is averaged over the triplets too, so ν keeps its per-pair meaning. (The
     reference sums β over the triplets and crashes with a NameError when ν > 0.)
+
+    The reference's divisor is the number of triplets with at least one non-zero term (it adds two
+    boolean tensors, a logical or); ``--loss_margin_reference_pair_count`` reproduces it.
     """
 
     requires_batchminer = True
@@ -35,6 +38,7 @@ class MarginLoss(Criterion):
         self.margin = opt.loss_margin_margin
         self.nu = opt.loss_margin_nu
         self.beta_lr = opt.loss_margin_beta_lr
+        self.reference_pair_count = opt.loss_margin_reference_pair_count
         self.beta: nn.Parameter | float
         if opt.loss_margin_beta_constant:
             self.beta = float(opt.loss_margin_beta)
@@ -64,6 +68,12 @@ class MarginLoss(Criterion):
             action="store_true",
             help="keep one fixed β instead of learnable per-class boundaries",
         )
+        group.add_argument(
+            "--loss_margin_reference_pair_count",
+            action="store_true",
+            help="reproduce the reference: divide by the number of triplets with a non-zero term "
+            "instead of the number of non-zero terms",
+        )
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
         labels = labels.to(embeds.device)
@@ -79,7 +89,10 @@ class MarginLoss(Criterion):
             beta = torch.full_like(d_ap, self.beta)
         pull = (d_ap - beta + self.margin).clamp_min(0)
         push = (beta - d_an + self.margin).clamp_min(0)
-        active = (pull > 0).sum() + (push > 0).sum()
+        if self.reference_pair_count:
+            active = ((pull > 0) | (push > 0)).sum()
+        else:
+            active = (pull > 0).sum() + (push > 0).sum()
         loss = (pull + push).sum() / active.clamp_min(1)
         if self.nu:
             loss = loss + self.nu * beta.mean()

@@ -36,7 +36,9 @@ class Evaluator:
     once (memory chunk·Ng; None: at most ``metrics.knn.CHUNK_ELEMENTS`` scores at once);
     ``show_progress``: progress bars over the neighbour search and torch k-means: True, False, or
     None (the default: shown for large splits, more than ``PROGRESS_MIN_SAMPLES``, when stderr is
-    a terminal).
+    a terminal). ``kmeans_clusters``: a fixed K for every split, to reproduce the reference's
+    K = number of *training* classes (spec revisiting_dml.md §15.6); None (the default) uses the
+    number of classes of the split evaluated.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class Evaluator:
         backend: str = "auto",
         chunk_size: int | None = None,
         show_progress: bool | None = None,
+        kmeans_clusters: int | None = None,
     ) -> None:
         self.metrics: list[Metric] = build_metrics(metric_keys)
         unknown = {need for m in self.metrics for need in m.requires} - SHARED_INPUTS
@@ -59,6 +62,9 @@ class Evaluator:
         self.backend = backend
         self.chunk_size = chunk_size
         self.show_progress = show_progress
+        if kmeans_clusters is not None and kmeans_clusters < 1:
+            raise ValueError(f"kmeans_clusters must be >= 1, got {kmeans_clusters}")
+        self.kmeans_clusters = kmeans_clusters
 
     def compute(
         self,
@@ -113,7 +119,7 @@ class Evaluator:
             if clustered and inputs.query_index.numel() > 0:
                 clusters = kmeans(
                     features[inputs.query_index],
-                    inputs.num_classes,
+                    min(self.kmeans_clusters or inputs.num_classes, inputs.query_index.numel()),
                     seed=self.kmeans_seed,
                     backend=self.backend,
                     chunk_size=self.chunk_size,
@@ -142,7 +148,8 @@ class Evaluator:
         if inputs.gallery_index.numel() != inputs.labels.numel():  # positions -> split indices
             found = positions >= 0
             positions[found] = inputs.gallery_index[positions[found]]
-        return positions, inputs.labels[positions.clamp(min=0)]
+        # -1 (no neighbour) reads the last label; relevance() masks those entries out.
+        return positions, inputs.labels[positions]
 
 
 def _as_mask(mask: Any, n: int, name: str, device: torch.device) -> torch.Tensor:

@@ -4,7 +4,9 @@ torch: scores ‖g‖² − 2 q·g for a chunk of queries against the whole gall
 product, then ``torch.topk`` on the embeddings' device; memory O(Nq·k + chunk·Ng), never Nq×Ng.
 The default chunk holds at most ``CHUNK_ELEMENTS`` scores (256 MiB of float32), whatever Ng.
 (‖q‖² is the same for every gallery item of a row, so it cannot change the ranking.)
-faiss: ``IndexFlatL2`` (exact), optional; used only when installed and selected.
+faiss: ``IndexFlatL2`` (exact), optional; used only when installed and selected; it blocks the
+distance computation itself, our chunks of ``FAISS_CHUNK_ROWS`` queries only bound its k-wide
+outputs. Either way the result is filled into one preallocated Nq×k tensor.
 
 The query itself is excluded by its index in the gallery, never by dropping the first result,
 which with duplicate embeddings need not be the query.
@@ -52,7 +54,10 @@ def use_faiss(backend: str, device: torch.device) -> bool:
     if backend not in BACKENDS:
         raise ConfigError(f"evaluation backend: got {backend!r}, expected one of {BACKENDS}")
     if backend == "faiss" and faiss_module() is None:
-        raise ConfigError("evaluation backend: got 'faiss', but faiss is not installed")
+        raise ConfigError(
+            "evaluation backend: got 'faiss', but faiss is not installed (pip install faiss-cpu, "
+            "or use the 'torch' backend, which needs nothing more)"
+        )
     if backend == "auto":
         return device.type == "cpu" and faiss_module() is not None
     return backend == "faiss"
@@ -73,7 +78,8 @@ def nearest_neighbours(
     queries Nq×D, gallery Ng×D (float, same device); self_position (Nq,) long: each query's
     position in the gallery, -1 when it is not there; that item is never returned. Returns Nq×k
     long on the queries' device, -1 where fewer than k other gallery items exist.
-    ``chunk_size``: queries scored at once (None: bounded by ``CHUNK_ELEMENTS``);
+    ``chunk_size``: queries scored at once (None: torch bounded by ``CHUNK_ELEMENTS``, faiss
+    ``FAISS_CHUNK_ROWS``);
     ``show_progress``: True, False, or None (a bar only when stderr is a terminal).
     """
     k = min(k, gallery.shape[0])
@@ -134,13 +140,13 @@ def _faiss_search(
     own = self_position.cpu()
     # One extra result per row, so k remain after removing the query itself.
     search_k = min(k + int(bool((own >= 0).any())), gallery_np.shape[0])
-    parts = []
+    found = torch.empty(query_np.shape[0], k, dtype=torch.long)
     for start in range(0, query_np.shape[0], chunk_size):
         stop = min(start + chunk_size, query_np.shape[0])
-        parts.append(torch.from_numpy(index.search(query_np[start:stop], search_k)[1]))
+        chunk = torch.from_numpy(index.search(query_np[start:stop], search_k)[1])
+        found[start:stop] = _drop_self(chunk, own[start:stop], k)
         progress.update(stop - start)
-    found = torch.cat(parts).long()
-    return _drop_self(found, own, k).to(queries.device)
+    return found.to(queries.device)
 
 
 def _drop_self(found: torch.Tensor, own: torch.Tensor, k: int) -> torch.Tensor:

@@ -12,7 +12,8 @@ from metrics.mAP_c import RevisitMAP
 
 @METRICS.register("mAP_1000")
 class RevisitMAP1000(RevisitMAP):
-    """The reference's mAP at 1000 (Roth et al., ICML 2020; spec revisiting_dml.md §7.2).
+    """The reference's mAP over the first 1000 neighbours, divided by the class size counting
+    the query (Roth et al., ICML 2020; spec revisiting_dml.md §7.2).
 
         AP_q = (1/n_q) Σ_{i=1}^{1000} P@i · rel_i,    mean over all queries,
 

@@ -12,7 +12,9 @@ from metrics.ranking import average_precisions, mean_or_nan
 
 @METRICS.register("mAP_c")
 class RevisitMAP(Metric):
-    """The Revisiting-DML paper's mAP (Roth et al., ICML 2020; spec revisiting_dml.md §7.2).
+    """The Revisiting-DML paper's "mAP" (Roth et al., ICML 2020; spec revisiting_dml.md §7.2):
+    AP over the first n_y neighbours divided by the class size n_y counting the query, as
+    published (a perfect ranking scores (n_y − 1)/n_y); the correct MAP@R is ``mAP_R``.
 
     n_q = the size of the query's class counting the query (R_q + 1), rel_i and P@i as in MAP@R:
 

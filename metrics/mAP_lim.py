@@ -12,7 +12,8 @@ from metrics.mAP_c import RevisitMAP
 
 @METRICS.register("mAP_lim")
 class RevisitMAPLimited(RevisitMAP):
-    """The reference's limited mAP (Roth et al., ICML 2020; spec revisiting_dml.md §7.2).
+    """The reference's mAP over the first min(1023, N) neighbours, divided by the class size
+    counting the query (Roth et al., ICML 2020; spec revisiting_dml.md §7.2).
 
         AP_q = (1/n_q) Σ_{i=1}^{K} P@i · rel_i,   K = min(1023, N),   mean over all queries,
 

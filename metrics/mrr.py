@@ -9,7 +9,8 @@ from metrics.ranking import mean_or_nan
 
 @METRICS.register("mrr")
 class MeanReciprocalRank(Metric):
-    """MRR (Voorhees, "The TREC-8 Question Answering Track Report", TREC 1999).
+    """Mean reciprocal rank of the first relevant neighbour within k (plain ``mrr``: k = the
+    largest R_q) (Voorhees, "The TREC-8 Question Answering Track Report", TREC 1999).
 
         MRR = mean over queries with R_q > 0 of 1/rank_q,  0 when no hit within the first K
 

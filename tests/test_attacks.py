@@ -118,9 +118,11 @@ def test_profiles_have_the_reference_content():
         f"QA:pm=-:M=1:{ROB28}", f"TMA:{ROB28}", f"ES:{ROB28}", f"LTM:{ROB28}", f"GTM:{ROB28}",
         f"GTT:{ROB28}",
     ]  # fmt: skip
-    assert profile("cvpr") == profile("rob224") == [
-        s.replace("0.30196", "0.03137") for s in profile("rob28")
-    ]
+    assert (
+        profile("cvpr")
+        == profile("rob224")
+        == [s.replace("0.30196", "0.03137") for s in profile("rob28")]
+    )
     assert "CA:pm=+:W=1:eps=0.01:alpha=0.003922:pgditer=24" in profile("eccv224")
     assert "SPQA:pm=-:M=10:eps=0.00784:alpha=0.003922:pgditer=32" in profile("pami224")
     eps = {attacks.parse_attack_string(s).eps for s in profile("qccurve28")}

@@ -20,8 +20,11 @@ SET_MINERS = [
 LABELS = [0, 0, 1, 1, 1, 2, 3, 3, 3, 3, 4]  # samples 5 and 10 have no positive
 
 
-def mine(key: str, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return batch_mining.build(argparse.Namespace(batch_mining=key))(embeds, labels)
+def mine(
+    key: str, embeds: torch.Tensor, labels: torch.Tensor, one_pair_per_class: bool = False
+) -> torch.Tensor:
+    opt = argparse.Namespace(batch_mining=key, miner_npair_one_pair_per_class=one_pair_per_class)
+    return batch_mining.build(opt)(embeds, labels)
 
 
 def make_batch(labels: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +98,31 @@ def test_npair_negatives_are_other_classes_positives_with_two_per_class() -> Non
     for anchor, (_, negatives) in rows.items():
         others = {chosen[b] for b in rows if pairs[b] != pairs[anchor]}
         assert negatives == others
+
+
+def test_npair_one_pair_per_class_rule() -> None:
+    """The paper's N-pair-mc tuplets: one (anchor, positive) pair per class with 2+ samples; the
+    negatives of an anchor are exactly the positives of the other classes' pairs."""
+    embeds, labels = make_batch(LABELS)
+    anchors_seen = set()
+    for seed in range(30):
+        torch.manual_seed(seed)
+        rows = decode(mine("npair", embeds, labels, one_pair_per_class=True))
+        assert sorted(LABELS[a] for a in rows) == [0, 1, 3]  # classes with two or more samples
+        pairs = {a: next(iter(positives)) for a, (positives, _) in rows.items()}
+        for anchor, (positives, negatives) in rows.items():
+            (positive,) = positives
+            assert positive != anchor and LABELS[positive] == LABELS[anchor]
+            assert negatives == {p for a, p in pairs.items() if a != anchor}
+        anchors_seen |= set(rows)
+    assert anchors_seen == {0, 1, 2, 3, 4, 6, 7, 8, 9}  # every member of those classes
+
+
+@pytest.mark.parametrize("labels", [[3, 3, 3, 3], [0, 1, 2, 3], [0, 1], [5, 5], [7], [0, 0, 1, 2]])
+def test_npair_one_pair_per_class_nothing_to_mine(labels: list[int]) -> None:
+    embeds, labels = make_batch(labels)
+    mined = mine("npair", embeds, labels, one_pair_per_class=True)
+    assert mined.shape == (0, 1 + len(labels)) and mined.dtype == torch.long
 
 
 def test_lifted_rule() -> None:

@@ -97,10 +97,12 @@ def naive_margin(crit: Criterion, x: torch.Tensor, y: torch.Tensor, mined: list)
     for a, _, _ in mined:
         betas.append(crit.beta if isinstance(crit.beta, float) else crit.beta[y[a]].item())
     for (a, p, n), beta in zip(mined, betas, strict=False):
-        for term in (dist(x[a], x[p]) - beta + crit.margin, beta - dist(x[a], x[n]) + crit.margin):
-            if term > 0:
-                total += term
-                active += 1
+        terms = [dist(x[a], x[p]) - beta + crit.margin, beta - dist(x[a], x[n]) + crit.margin]
+        total += sum(term for term in terms if term > 0)
+        if crit.reference_pair_count:  # triplets with a non-zero term
+            active += any(term > 0 for term in terms)
+        else:  # non-zero terms
+            active += sum(term > 0 for term in terms)
     return total / max(active, 1) + crit.nu * sum(betas) / len(betas)
 
 
@@ -186,6 +188,7 @@ def test_finite_and_gradients_reach_embeddings(key: str) -> None:
 VARIANTS = [(key, {}) for key in NAIVE] + [
     ("margin", {"loss_margin_nu": 0.3}),
     ("margin", {"loss_margin_beta_constant": True}),
+    ("margin", {"loss_margin_reference_pair_count": True}),
     ("snr", {"batch_mining": "semihard"}),  # λ regulariser active (0 with distance)
     ("snr", {"batch_mining": "rho_distance", "miner_rho_distance_cp": 0.5}),
     ("triplet", {"batch_mining": "rho_distance", "miner_rho_distance_cp": 0.5}),
@@ -378,3 +381,34 @@ def test_histogram_separated_classes_zero_overlapping_positive() -> None:
 def test_histogram_needs_two_nodes() -> None:
     with pytest.raises(ConfigError, match="--loss_histogram_nbins"):
         build("histogram", loss_histogram_nbins=1)
+
+
+def test_margin_reference_pair_count_divides_by_active_triplets() -> None:
+    """Both terms of the first triplet are active, one of the second: divisors 3 and 2."""
+    embeds = torch.tensor([[0.0, 0.0], [1.3, 0.0], [0.5, 0.0], [3.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    losses = {}
+    for flag in (False, True):
+        crit = build("margin", loss_margin_reference_pair_count=flag)
+        crit.miner = FixedMiner(torch.tensor([[0, 1, 2], [3, 2, 0]]))
+        losses[flag] = crit(embeds, labels).item()
+    assert losses[True] == pytest.approx(losses[False] * 3 / 2)
+
+
+@pytest.mark.parametrize(
+    ("key", "overrides"),
+    [
+        ("snr", {"batch_mining": "semihard"}),
+        ("multisimilarity", {"loss_multisimilarity_margin": 0.5}),
+        ("histogram", {"loss_histogram_nbins": 11}),
+    ],
+)
+def test_gradients_match_finite_differences(key: str, overrides: dict) -> None:
+    """Analytic gradients of the vectorised loss equal central finite differences (float64)."""
+    embeds, labels = make_batch(per_class=2, dim=4, seed=9)
+    embeds = embeds.detach().double().requires_grad_(True)
+    crit = build(key, **overrides)
+    if crit.requires_batchminer:
+        torch.manual_seed(0)
+        crit.miner = FixedMiner(crit.miner(embeds, labels))
+    assert torch.autograd.gradcheck(lambda x: crit(x, labels), (embeds,), eps=1e-6, atol=1e-5)

@@ -183,8 +183,10 @@ CASES = [
     ("npair", "lifted", {}),  # several positives per anchor: one term per (a, p) pair
     ("npair", "npair", {"arch": "bninception_normalize"}),  # embeddings / 4
     ("npair", "npair", {"loss_npair_l2": 0.3}),
+    ("npair", "npair", {"miner_npair_one_pair_per_class": True}),
     ("angular", "npair", {}),
     ("angular", "lifted", {}),
+    ("angular", "npair", {"miner_npair_one_pair_per_class": True}),
     ("angular", "npair", {"loss_angular_alpha": 36.0, "loss_angular_npair_ang_weight": 0.5}),
     ("lifted", "lifted", {}),
     ("lifted", "npair", {}),

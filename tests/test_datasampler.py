@@ -73,7 +73,11 @@ def test_batches_and_epoch_length(key: str) -> None:
 def test_every_sample_is_drawn_over_many_epochs(key: str) -> None:
     labels = make_labels()
     sampler = build(make_opt(key), labels)
-    seen = {i for _ in range(300) for batch in epoch(sampler) for i in batch}
+    seen: set[int] = set()
+    for _ in range(300):  # stops as soon as every sample was drawn
+        seen.update(i for batch in epoch(sampler) for i in batch)
+        if len(seen) == len(labels):
+            break
     assert seen == set(range(len(labels)))
 
 

@@ -153,3 +153,22 @@ def test_defaults_match_the_flags():
     assert (opt.batch_mining, opt.data_sampler) == (DEFAULT_MINER, DEFAULT_SAMPLER)
     for key, loss in CRITERIA.items():
         assert (default_miner(key) in loss.allowed_miners) == loss.requires_batchminer, key
+
+
+def test_loss_benchmark_measures_every_loss(capsys):
+    """benchmarks/loss_step.py runs (tiny sizes) and prints one timed row per registered loss."""
+    from benchmarks import loss_step
+
+    assert loss_step.main(["--bs", "12", "--dim", "8", "--n_classes", "10", "--warmup", "0",
+                           "--repeats", "1", "--device", "cpu", "--threads", "0"]) == 0  # fmt: skip
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line[:3] == "| `"]
+    measured = {row[1].strip(" `") for row in rows}
+    assert measured == set(CRITERIA)
+    for row in rows:  # "median / min" in each timing and ratio column
+        ours = [float(value) for value in row[3].split("/")]
+        assert all(math.isfinite(value) and value > 0 for value in ours) and ours[0] >= ours[1]
+        if row[5].strip() != "—":
+            theirs = [float(value) for value in row[5].split("/")]
+            ratios = [float(value) for value in row[6].split("/")]
+            expected = [mine / pml for mine, pml in zip(ours, theirs, strict=True)]
+            assert ratios == pytest.approx(expected, rel=0.05, abs=0.01), row

@@ -200,3 +200,19 @@ def test_embedding_statistics_agree_on_cpu_and_gpu():
     cpu = metrics.Evaluator(keys).compute(x, y)
     gpu = metrics.Evaluator(keys).compute(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
     assert [gpu[k] for k in keys] == pytest.approx([cpu[k] for k in keys], rel=1e-6)
+
+
+def test_fixed_kmeans_clusters_reproduce_the_reference_k(monkeypatch):
+    seen = []
+
+    def recording(points, k, **kwargs):
+        seen.append(k)
+        return kmeans(points, k, **kwargs)
+
+    monkeypatch.setattr(engine, "kmeans", recording)
+    x, y = random_data(n=40, classes=4, seed=10)
+    got = metrics.Evaluator(["nmi"], kmeans_clusters=7).compute(x, y)
+    metrics.Evaluator(["nmi"], kmeans_clusters=100).compute(x, y)  # capped at the sample count
+    assert seen == [7, 40] and 0 <= got["nmi"] <= 1
+    with pytest.raises(ValueError, match="kmeans_clusters"):
+        metrics.Evaluator(["nmi"], kmeans_clusters=0)
