@@ -13,7 +13,7 @@ from batch_mining.distance import DistanceMiner, add_cutoff_arguments
 @MINERS.register("rho_distance")
 class RhoDistanceMiner(DistanceMiner):
     """Distance-weighted sampling with ρ-regularisation (Roth et al., "Revisiting Training
-    Strategies and Generalization Performance in Deep Metric Learning", ICML 2020, §5).
+    Strategies and Generalization Performance in Deep Metric Learning", ICML 2020).
 
     Mines one (a, p, n) per eligible anchor exactly like ``distance`` (negatives drawn with
     probability ∝ q(d)⁻¹, its own ``--miner_rho_distance_*_cutoff`` flags). Then, independently per

@@ -37,6 +37,7 @@ import eval as eval_cli  # noqa: E402
 import main  # noqa: E402
 from attacks.profiles import PROFILES, profile  # noqa: E402
 from attacks.runner import AttackRunner  # noqa: E402
+from metrics.ers import ERS_PROFILES, ers_score, ers_terms  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,11 +123,11 @@ def main_(argv: list[str] | None = None) -> dict:
 
     with Clock(device) as candidates:
         runner.candidates()  # the clean candidate set: once per swipe
-    rows = []
+    rows, swipe = [], {}
     for string in profile(args.profile):
         spec = attacks.parse_attack_string(string)
         with Clock(device) as attack:
-            runner.run(string)
+            swipe[string] = list(runner.run(string))
         with Clock(device) as bare:
             bare_passes(model, batches, spec.pgditer + 1)
         rows.append({"attack": string, "swipe_wall_s": attack.wall, "bare_wall_s": bare.wall,
@@ -135,10 +136,10 @@ def main_(argv: list[str] | None = None) -> dict:
               f"{bare.wall:7.2f} s wall {bare.cpu:7.2f} s CPU", flush=True)  # fmt: skip
     totals = {}
     for clock in ("wall", "cpu"):
-        swipe = getattr(candidates, clock) + sum(r[f"swipe_{clock}_s"] for r in rows)
+        spent = getattr(candidates, clock) + sum(r[f"swipe_{clock}_s"] for r in rows)
         bare = sum(r[f"bare_{clock}_s"] for r in rows)
-        totals.update({f"swipe_{clock}_s": swipe, f"bare_{clock}_s": bare,
-                       f"ratio_{clock}": swipe / bare})  # fmt: skip
+        totals.update({f"swipe_{clock}_s": spent, f"bare_{clock}_s": bare,
+                       f"ratio_{clock}": spent / bare})  # fmt: skip
     result = {
         "profile": args.profile,
         "checkpoint": str(args.checkpoint or f"c2f2 trained {args.epochs} epochs on digits"),
@@ -151,7 +152,9 @@ def main_(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         **totals,
+        "ers": ers_score(ers_terms(swipe)) if args.profile in ERS_PROFILES else None,
         "attacks": rows,
+        "swipe": swipe,
     }
     print(f"{args.profile} on {items} {opt.dataset} test images ({opt.arch}, batch {batch_size}, "
           f"{device}, {torch.get_num_threads()} thread(s))")  # fmt: skip
@@ -160,6 +163,8 @@ def main_(argv: list[str] | None = None) -> dict:
             f"  {clock:>4}: swipe {totals[f'swipe_{clock}_s']:.1f} s, bare forward+backward "
             f"{totals[f'bare_{clock}_s']:.1f} s, ratio {totals[f'ratio_{clock}']:.3f}"
         )
+    if result["ers"] is not None:
+        print(f"  ERS {result['ers']:.1f}")
     if args.output:
         pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -65,7 +65,7 @@ class AngularLoss(Criterion):
         gram = embeds @ embeds.T  # one product serves both terms
         norms = gram.diagonal().clamp_min(1e-24).sqrt()
         cosines = gram / (norms[:, None] * norms[None, :])
-        npair = npair_term(gram, anchor, positive, negatives, self.npair_logit_limit)
+        npair = npair_term(gram[anchor], positive, negatives, self.npair_logit_limit)
         angular_logits = self.angular_logits(cosines, anchor, positive)
         angular = tuplet_loss(angular_logits, positive, negatives)
         loss = npair + self.angular_weight * angular

@@ -53,15 +53,20 @@ class HistogramLoss(Criterion):
         first, second = torch.triu_indices(len(labels), len(labels), 1, device=embeds.device)
         sims = (normed @ normed.T)[first, second].clamp(-1, 1)
         same = (labels[first] == labels[second]).to(sims.dtype)
-        hist_pos = self.soft_histogram(sims, same) / same.sum().clamp_min(1)
-        hist_neg = self.soft_histogram(sims, 1 - same) / (1 - same).sum().clamp_min(1)
+        pairs = torch.stack([same, 1 - same])  # 2×P: positive and negative pairs
+        counts = pairs.sum(1, keepdim=True).clamp_min(1)
+        hist_pos, hist_neg = self.soft_histograms(sims, pairs) / counts
         return (hist_neg * hist_pos.cumsum(0)).sum()
 
-    def soft_histogram(self, sims: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Σ_pairs weight · δ_r(s) over the R nodes: each similarity lands on its two neighbouring
-        nodes t_k ≤ s ≤ t_{k+1} with 1 − (s − t_k)/Δ and (s − t_k)/Δ (O(P), not O(P·R))."""
+    def soft_histograms(self, sims: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """K×R histograms Σ_p pairs_kp · δ_r(s_p): each similarity lands on its two neighbouring
+        nodes t_k ≤ s ≤ t_{k+1} with shares 1 − (s − t_k)/Δ and (s − t_k)/Δ. One matrix product
+        with the P×R one-hot of the lower node (deterministic on every device, unlike
+        scatter-adds)."""
         position = (sims + 1) * (self.nbins - 1) / 2  # s in units of Δ from t_0 = −1
         lower = position.detach().floor().clamp(max=self.nbins - 2).long()
         upper_share = position - lower
-        hist = sims.new_zeros(self.nbins).index_add(0, lower, weights * (1 - upper_share))
-        return hist.index_add(0, lower + 1, weights * upper_share)
+        lower_node = F.one_hot(lower, self.nbins).to(sims.dtype)
+        to_lower = (pairs * (1 - upper_share)) @ lower_node
+        to_upper = (pairs * upper_share) @ lower_node  # mass of node lower + 1
+        return to_lower + F.pad(to_upper[:, :-1], (1, 0))

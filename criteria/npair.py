@@ -34,15 +34,14 @@ def tuplet_loss(
 
 
 def npair_term(
-    gram: torch.Tensor,
-    anchor: torch.Tensor,
+    sims: torch.Tensor,
     positive: torch.Tensor,
     negatives: torch.Tensor,
     limit: float | None = None,
 ) -> torch.Tensor:
     """mean_k log(1 + Σ_{n ∈ N_k} exp(x_aᵀx_n − x_aᵀx_p)) over the tuplets (a_k, p_k, N_k), from
-    the B×B inner products ``gram``, the logits clamped to ±``limit`` if given."""
-    sims = gram[anchor]
+    their K×B inner products ``sims`` (row k: x_{a_k}ᵀx_j); logits clamped to ±``limit`` if
+    given."""
     logits = sims - sims.gather(1, positive[:, None])
     if limit is not None:
         logits = logits.clamp(-limit, limit)
@@ -86,5 +85,6 @@ class NPairLoss(Criterion):
             return zero_loss(embeds)
         if self.embed_scale != 1.0:
             embeds = embeds * self.embed_scale
-        loss = npair_term(embeds @ embeds.T, *tuplets(mined))
+        anchor, positive, negatives = tuplets(mined)
+        loss = npair_term(embeds[anchor] @ embeds.T, positive, negatives)
         return loss + self.l2_weight * embeds.norm(dim=1).mean()

@@ -12,6 +12,7 @@ from datasampler.embedding_based import (
     EmbeddingSampler,
     add_big_batch_flag,
     add_lowproj_flag,
+    squared_distances,
 )
 
 
@@ -64,12 +65,14 @@ class D2CoresetSampler(EmbeddingSampler):
         log_density = -0.5 * torch.cholesky_solve(centred.T, chol).mul(centred.T).sum(0)
         noise = torch.as_tensor(self.rng.standard_normal(len(mean)), dtype=embeds.dtype)
         draw = mean + chol @ noise.to(embeds.device)
+        log_density = log_density.cpu().numpy()
+        dist = squared_distances(embeds)
         selected = [int((embeds - draw).pow(2).sum(1).argmin())]
-        summed = (embeds - embeds[selected[0]]).pow(2).sum(1)
+        summed = dist[selected[0]].copy()
         for _ in range(self.n_draws - 1):
-            log_weights = log_density + self.exponent * summed.clamp_min(1e-300).log()
-            log_weights[selected] = float("-inf")
+            log_weights = log_density + self.exponent * np.log(np.maximum(summed, 1e-300))
+            log_weights[selected] = -np.inf
             chosen = self.choice(log_weights)
             selected.append(chosen)
-            summed = summed + (embeds - embeds[chosen]).pow(2).sum(1)
+            summed += dist[chosen]
         return np.asarray(selected)

@@ -107,10 +107,20 @@ class EmbeddingSampler(BatchSampler):
         fill = self.random_members(classes, self.samples_per_class - 1)
         return np.concatenate([selected[:, None], fill], axis=1).reshape(-1).tolist()
 
-    def choice(self, log_weights: torch.Tensor) -> int:
+    def choice(self, log_weights: np.ndarray) -> int:
         """One index drawn with probability ∝ exp(log_weights) (−inf: never), from the generator."""
-        weights = torch.softmax(log_weights.double(), dim=0).cpu().numpy()
+        weights = np.exp(log_weights - log_weights.max())
         return int(self.rng.choice(len(weights), p=weights / weights.sum()))
+
+
+def squared_distances(embeds: torch.Tensor) -> np.ndarray:
+    """The N×N matrix of squared Euclidean distances, in float64 on the CPU.
+
+    The greedy selections loop over it with NumPy: hundreds of tiny steps, each far cheaper on a
+    host array than as a device (or thread-pool) launch."""
+    x = embeds.double()
+    norms = x.pow(2).sum(1)
+    return (norms[:, None] + norms[None, :] - 2 * x @ x.T).clamp_min(0).cpu().numpy()
 
 
 def add_ncomps_flag(group: argparse._ArgumentGroup) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 from datasampler import SAMPLERS
@@ -24,8 +25,16 @@ def gaussian_fit(embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
     """Symmetric square root of a positive semi-definite matrix (negative eigenvalues → 0)."""
-    values, vectors = torch.linalg.eigh(matrix)
+    values, vectors = (torch.from_numpy(a) for a in np.linalg.eigh(host(matrix)))
+    values, vectors = values.to(matrix.device), vectors.to(matrix.device)
     return (vectors * values.clamp_min(0).sqrt().unsqueeze(-2)) @ vectors.transpose(-1, -2)
+
+
+def host(matrix: torch.Tensor) -> np.ndarray:
+    """The (small, D×D) matrix as a float64 NumPy array: LAPACK on the host is fast and
+    predictable, whereas torch's batched CPU eigensolvers stall for seconds on a busy thread pool.
+    """
+    return matrix.detach().double().cpu().numpy()
 
 
 @SAMPLERS.register("fid_batchmatch")
@@ -52,6 +61,7 @@ class FIDBatchMatchSampler(BatchMatchSampler):
         big_mean, big_cov = gaussian_fit(big)
         means, covs = gaussian_fit(candidates)
         root = psd_sqrt(big_cov)
-        cross = torch.linalg.eigvalsh(root @ covs @ root).clamp_min(0).sqrt().sum(-1)
+        eigenvalues = torch.from_numpy(np.linalg.eigvalsh(host(root @ covs @ root)))
+        cross = eigenvalues.to(big.device, big.dtype).clamp_min(0).sqrt().sum(-1)
         trace = big_cov.diagonal().sum() + covs.diagonal(dim1=-2, dim2=-1).sum(-1)
         return (means - big_mean).pow(2).sum(-1) + trace - 2 * cross

@@ -13,6 +13,7 @@ from datasampler.embedding_based import (
     EmbeddingSampler,
     add_big_batch_flag,
     add_lowproj_flag,
+    squared_distances,
 )
 
 
@@ -48,19 +49,19 @@ class GreedyCoresetSampler(EmbeddingSampler):
         big = self.big_batch()
         embeds = self.stored()[torch.as_tensor(big, device=self.stored().device)]
         embeds = self.random_projection(embeds)
-        return self.fill_classes(big[self.k_center(embeds)])
+        return self.fill_classes(big[self.k_center(squared_distances(embeds))])
 
-    def k_center(self, embeds: torch.Tensor) -> np.ndarray:
-        """Positions (in ``embeds``) of the greedily selected bs/spc centres."""
-        selected = [int(self.rng.integers(len(embeds)))]
-        nearest = (embeds - embeds[selected[0]]).pow(2).sum(1)
-        top = max(1, math.ceil(0.03 * len(embeds)))
+    def k_center(self, dist: np.ndarray) -> np.ndarray:
+        """Positions (rows of the squared-distance matrix) of the greedily selected centres."""
+        selected = [int(self.rng.integers(len(dist)))]
+        nearest = dist[selected[0]].copy()
+        top = max(1, math.ceil(0.03 * len(dist)))
         for _ in range(self.n_draws - 1):
             if self.softened:
-                candidates = torch.topk(nearest, top).indices.cpu().numpy()
+                candidates = np.argsort(-nearest, kind="stable")[:top]
                 chosen = int(candidates[self.rng.integers(len(candidates))])
             else:
                 chosen = int(nearest.argmax())
             selected.append(chosen)
-            nearest = torch.minimum(nearest, (embeds - embeds[chosen]).pow(2).sum(1))
+            np.minimum(nearest, dist[chosen], out=nearest)
         return np.asarray(selected)

@@ -122,8 +122,8 @@ class EvalInputs:
         if space not in self._first_hits:
             found, labels = self.ranking(space)
             ranks = torch.full((found.shape[0],), NO_HIT, dtype=torch.long, device=found.device)
-            for start in range(0, found.shape[0], _ROW_BLOCK):
-                stop = start + _ROW_BLOCK
+            for start in range(0, found.shape[0], ROW_BLOCK):
+                stop = start + ROW_BLOCK
                 rel = (labels[start:stop] == self.query_labels[start:stop, None]) & (
                     found[start:stop] >= 0
                 )
@@ -136,7 +136,7 @@ class EvalInputs:
 # first_hit() of a query without any relevant neighbour among those computed.
 NO_HIT = 2**62
 # Queries handled at once by row-wise passes over Nq×K rankings (bounds temporary memory).
-_ROW_BLOCK = 8192
+ROW_BLOCK = 8192
 
 
 class Metric:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from metrics.base import EvalInputs
-
-ROW_BLOCK = 8192
+from metrics.base import ROW_BLOCK, EvalInputs
 
 
 def average_precisions(

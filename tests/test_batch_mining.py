@@ -446,3 +446,14 @@ def test_parametric_flags_are_defined_and_checked() -> None:
     ]:
         with pytest.raises(ConfigError, match=f"--{flag}"):
             batch_mining.build(parametric_opt("uniform", **{flag: value}))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("key", TRIPLET_MINERS)
+def test_mines_on_the_embeddings_device(key: str) -> None:
+    embeds, labels = make_batch()
+    miner = batch_mining.build(make_opt(batch_mining=key))
+    mined = miner(embeds.cuda(), labels)  # CPU labels, as the DataLoader gives them
+    assert mined.device == embeds.cuda().device and len(mined) > 0
+    if miner.triplet_rule != "shuffled_labels":
+        assert_rule(miner, mined.cpu(), labels)

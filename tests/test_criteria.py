@@ -412,3 +412,15 @@ def test_gradients_match_finite_differences(key: str, overrides: dict) -> None:
         torch.manual_seed(0)
         crit.miner = FixedMiner(crit.miner(embeds, labels))
     assert torch.autograd.gradcheck(lambda x: crit(x, labels), (embeds,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("key", list(NAIVE))
+def test_runs_on_the_embeddings_device(key: str) -> None:
+    """This module's losses on CUDA embeddings with CPU labels (as the DataLoader gives them)."""
+    embeds, labels = make_batch()
+    crit = build(key).cuda()
+    cuda_embeds = embeds.detach().cuda().requires_grad_(True)
+    loss = crit(cuda_embeds, labels)
+    loss.backward()
+    assert loss.device == cuda_embeds.device and torch.isfinite(cuda_embeds.grad).all()
