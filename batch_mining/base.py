@@ -58,8 +58,7 @@ def pairwise_distances(embeds: torch.Tensor) -> torch.Tensor:
 def class_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Boolean B×B masks: ``positives[a, p]`` same class, a≠p; ``negatives[a, n]`` other class."""
     same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    return same & ~eye, ~same
+    return same.clone().fill_diagonal_(False), ~same
 
 
 def random_choice(mask: torch.Tensor) -> torch.Tensor:

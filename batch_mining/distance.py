@@ -10,7 +10,6 @@ from batch_mining import MINERS
 from batch_mining.base import (
     BatchMiner,
     class_masks,
-    fallback,
     pairwise_distances,
     random_choice,
     triplets,
@@ -54,10 +53,16 @@ class DistanceMiner(BatchMiner):
         positives, negatives = class_masks(labels)
         anchors = (positives.any(1) & negatives.any(1)).nonzero().squeeze(1)
         dist, positives, negatives = dist[anchors], positives[anchors], negatives[anchors]
-        eligible = negatives
-        if self.upper_cutoff is not None:
-            eligible = fallback(negatives & (dist <= self.upper_cutoff), negatives)
-        weights = self.negative_weights(dist, eligible, embeds.shape[1])
+        if self.upper_cutoff is None:
+            weights = self.negative_weights(dist, negatives, embeds.shape[1])
+        else:
+            within = negatives & (dist <= self.upper_cutoff)
+            has_within = within.any(1, keepdim=True)
+            weights = self.negative_weights(
+                dist, torch.where(has_within, within, negatives), embeds.shape[1]
+            )
+            # No negative within the cutoff: uniform over the negatives (as Wu et al.'s code).
+            weights = torch.where(has_within, weights, negatives.to(weights.dtype))
         negative = torch.multinomial(weights, 1).squeeze(1) if len(anchors) else anchors
         positive = random_choice(positives)
         return triplets(anchors, positive, negative)

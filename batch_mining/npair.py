@@ -7,7 +7,13 @@ import argparse
 import torch
 
 from batch_mining import MINERS
-from batch_mining.base import BatchMiner, anchor_sets, class_masks, random_choice
+from batch_mining.base import (
+    NEGATIVE,
+    POSITIVE,
+    BatchMiner,
+    class_masks,
+    random_choice,
+)
 
 
 @MINERS.register("npair")
@@ -46,27 +52,30 @@ class NPairMiner(BatchMiner):
             return self.one_pair_per_class_tuplets(labels)
         positives, negatives = class_masks(labels)
         anchors = (positives.any(1) & negatives.any(1)).nonzero().squeeze(1)
-        positives, negatives = positives[anchors], negatives[anchors]
+        if len(anchors) < len(labels):  # (with SPC ≥ 2 batches every sample is an anchor)
+            positives, negatives = positives[anchors], negatives[anchors]
         positive = random_choice(positives)
-        chosen = torch.zeros_like(positives).scatter_(1, positive[:, None], True)
-        return anchor_sets(anchors, chosen, negatives)
+        roles = torch.where(negatives, NEGATIVE, 0).scatter_(1, positive[:, None], POSITIVE)
+        return torch.cat([anchors[:, None], roles], dim=1)
 
     @staticmethod
     def one_pair_per_class_tuplets(labels: torch.Tensor) -> torch.Tensor:
-        """Per class, the two members with the highest random scores are its anchor and
-        positive; each anchor's negatives are the positives of the other classes' pairs."""
-        batch_size = len(labels)
-        same = labels[:, None] == labels[None, :]
-        scores = torch.rand(batch_size, device=labels.device)
-        class_scores = torch.where(same, scores[None, :], -1.0)  # row i: i's class members
-        top = class_scores.topk(min(2, batch_size), dim=1)
-        index = torch.arange(batch_size, device=labels.device)
-        is_anchor = (top.indices[:, 0] == index) & (top.values[:, -1] >= 0) & (batch_size > 1)
-        anchors = is_anchor.nonzero().squeeze(1)
-        positive = top.indices[anchors, -1]
-        pair_positives = torch.zeros_like(is_anchor).index_fill_(0, positive, True)
-        negatives = pair_positives[None, :] & ~same[anchors]
-        keep = negatives.any(1)
-        anchors, positive, negatives = anchors[keep], positive[keep], negatives[keep]
-        chosen = torch.zeros_like(negatives).scatter_(1, positive[:, None], True)
-        return anchor_sets(anchors, chosen, negatives)
+        """Per class with ≥ 2 samples, a uniformly random ordered pair (a, p) of distinct
+        members; each anchor's negatives are the positives of the other classes' pairs. Classes
+        become contiguous runs of their members in random order (a random permutation, then a
+        stable sort by label); a run's first member is its anchor and its second the positive."""
+        batch_size, device = len(labels), labels.device
+        shuffled = torch.randperm(batch_size, device=device)
+        order = shuffled[torch.argsort(labels[shuffled], stable=True)]
+        grouped = labels[order]
+        starts_run = torch.ones(batch_size, dtype=torch.bool, device=device)
+        starts_run[1:] = grouped[1:] != grouped[:-1]
+        first_of_pair = (starts_run[:-1] & ~starts_run[1:]).nonzero().squeeze(1)
+        if len(first_of_pair) < 2:  # fewer than two pairs: no anchor has a negative
+            return torch.zeros(0, 1 + batch_size, dtype=torch.long, device=device)
+        anchors, positive = order[first_of_pair], order[first_of_pair + 1]
+        pair_positives = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        pair_positives[positive] = True
+        negatives = pair_positives[None, :] & (labels[anchors, None] != labels[None, :])
+        roles = torch.where(negatives, NEGATIVE, 0).scatter_(1, positive[:, None], POSITIVE)
+        return torch.cat([anchors[:, None], roles], dim=1)

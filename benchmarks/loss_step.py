@@ -13,6 +13,11 @@ interleaved with ours repeat by repeat so that load on the machine affects both 
 gives the median and the minimum of each and the ratios ours / PML (< 1: ours is faster). On
 the CPU the default is one torch thread (``--threads``).
 
+Like for like: where our loss has terms PML's lacks (the λ_l2·mean ‖x‖ penalty of npair, angular
+and lifted; angular's N-pair term), the PML side gets the same terms from PML's own pieces
+(``LpRegularizer``, ``MultipleLosses``), so both compute the same loss. Rows marked "approx."
+remain different losses; ``EXTRA_ROWS`` adds rows with flags that match PML's tuple construction.
+
 PML is used here only, as a yardstick; the toolkit never imports it.
 """
 
@@ -43,12 +48,14 @@ from criteria import CRITERIA  # noqa: E402
 DEFAULT_MINER = "distance"  # the --batch_mining default
 # The only miners the reference allows for its tuple losses (spec revisiting_dml.md §3.2).
 REFERENCE_MINERS = {"npair": "npair", "angular": "npair", "lifted": "lifted"}
-# Extra rows measured like for like with PML: (loss key, extra flags). PML's N-pair and angular
-# losses build one (anchor, positive) pair per class; our npair miner does so with this flag
-# (by default every sample is an anchor, so ~4× the tuplet entries of PML's).
+# Extra rows measured like for like with PML: (loss key, extra flags, PML equivalent's key). PML's
+# N-pair and angular losses build one (anchor, positive) pair per class; our npair miner does so
+# with this flag (by default every sample is an anchor, so ~4× the tuplet entries of PML's). The
+# last row drops the norm penalty on both sides: the bare N-pair computation.
 EXTRA_ROWS = [
-    ("npair", ("--miner_npair_one_pair_per_class",)),
-    ("angular", ("--miner_npair_one_pair_per_class",)),
+    ("npair", ("--miner_npair_one_pair_per_class",), "npair"),
+    ("angular", ("--miner_npair_one_pair_per_class",), "angular"),
+    ("npair", ("--miner_npair_one_pair_per_class", "--loss_npair_l2", "0"), "npair_no_l2"),
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -86,7 +93,7 @@ def pml_equivalents(dim: int, n_classes: int) -> dict[str, tuple[str, Any, Any]]
     implements differently are absent or described as approximate.
     """
     try:
-        from pytorch_metric_learning import distances, losses, miners
+        from pytorch_metric_learning import distances, losses, miners, regularizers
     except ImportError:
         return {}
     # PML's HistogramLoss indexes with a list (a deprecation warning on every call).
@@ -96,6 +103,12 @@ def pml_equivalents(dim: int, n_classes: int) -> dict[str, tuple[str, Any, Any]]
         return miners.DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4)
 
     squared = distances.LpDistance(power=2)
+    # Our npair, angular and lifted losses add λ_l2·mean ‖x‖ (λ_l2 = 0.005, the reference's); PML
+    # adds the same term through an embedding regulariser, so both sides compute it.
+    norm_penalty = {
+        "embedding_regularizer": regularizers.LpRegularizer(),
+        "embedding_reg_weight": 0.005,
+    }
     return {
         "triplet": (
             "TripletMarginLoss(squared L2) + DistanceWeightedMiner",
@@ -122,11 +135,22 @@ def pml_equivalents(dim: int, n_classes: int) -> dict[str, tuple[str, Any, Any]]
             losses.ProxyNCALoss(n_classes, dim, softmax_scale=9),
             None,
         ),
-        "npair": ("NPairsLoss", losses.NPairsLoss(), None),
-        "angular": ("AngularLoss(α 45) (approx.: no N-pair term)", losses.AngularLoss(45), None),
+        "npair": (
+            "NPairsLoss + 0.005·LpRegularizer",
+            losses.NPairsLoss(**norm_penalty),
+            None,
+        ),
+        "npair_no_l2": ("NPairsLoss", losses.NPairsLoss(), None),
+        "angular": (
+            "NPairsLoss + 2·AngularLoss(α 45) + 0.005·LpRegularizer",
+            losses.MultipleLosses(
+                [losses.NPairsLoss(**norm_penalty), losses.AngularLoss(alpha=45)], weights=[1, 2]
+            ),
+            None,
+        ),
         "lifted": (
-            "GeneralizedLiftedStructureLoss",
-            losses.GeneralizedLiftedStructureLoss(neg_margin=1.0),
+            "GeneralizedLiftedStructureLoss + 0.005·LpRegularizer",
+            losses.GeneralizedLiftedStructureLoss(neg_margin=1.0, **norm_penalty),
             None,
         ),
         "multisimilarity": (
@@ -252,18 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---:|---|---:|---:|")
     known = parameters.build_parser()._option_string_actions
-    rows = [(key, ()) for key in args.losses or CRITERIA.keys()]
+    rows = [(key, (), key) for key in args.losses or CRITERIA.keys()]
     rows += [
-        (key, extra)
-        for key, extra in EXTRA_ROWS
+        (key, extra, pml_key)
+        for key, extra, pml_key in EXTRA_ROWS
         if key in CRITERIA and (not args.losses or key in args.losses)
-        if all(flag in known for flag in extra)
+        if all(flag in known for flag in extra if flag.startswith("--"))
     ]
-    for key, extra in rows:
+    for key, extra, pml_key in rows:
         torch.manual_seed(0)
         ours = build_ours(key, args.dim, args.n_classes, device, extra)
         candidates: list[tuple[LossFn, list[torch.Tensor]]] = [(ours, list(ours.parameters()))]
-        theirs = theirs_by_key.get(key)
+        theirs = theirs_by_key.get(pml_key)
         if theirs is not None:
             loss = theirs[1].to(device)
             candidates.append((pml_step(loss, theirs[2]), list(loss.parameters())))

@@ -19,13 +19,13 @@ class MarginLoss(Criterion):
     triplets T, with d = sqrt(‖·‖² + 1e-8) and β_y a learnable boundary of the anchor's class
     (one fixed scalar with ``--loss_margin_beta_constant``):
 
-        ℓ = Σ_T ( [d(a,p) − β_{y_a} + α]₊ + [β_{y_a} − d(a,n) + α]₊ ) / #{non-zero terms}
-            (plain sum when no term is non-zero)
-        L = ℓ + ν · mean_T β_{y_a}
+        L = ( Σ_T ( [d(a,p) − β_{y_a} + α]₊ + [β_{y_a} − d(a,n) + α]₊ ) + ν · Σ_T β_{y_a} )
+            / #{non-zero terms}      (divisor 1 when no term is non-zero)
 
-    The paper adds ν·β_{c(i)} for every pair of its summed loss; since ℓ is an average here, the
-    β regulariser is averaged over the triplets too, so ν keeps its per-pair meaning. (The
-    reference sums β over the triplets and crashes with a NameError when ν > 0.)
+    The β regulariser ν·β_{y_a} per triplet shares the loss's divisor, as in the authors'
+    implementation (``(sum(pos_loss + neg_loss) + nu * sum(beta)) / pair_cnt``). (The reference
+    crashes with a NameError when ν > 0; its intent, ν·Σ_T β added after the division, was never
+    run, so no published number depends on it.)
 
     The reference's divisor is the number of triplets with at least one non-zero term (it adds two
     boolean tensors, a logical or); ``--loss_margin_reference_pair_count`` reproduces it.
@@ -61,7 +61,7 @@ class MarginLoss(Criterion):
             "--loss_margin_nu",
             type=float,
             default=0.0,
-            help="weight ν of the β regulariser ν·mean β_{y_a}",
+            help="weight ν of the β regulariser ν·Σ_T β_{y_a} (divided like the loss)",
         )
         group.add_argument(
             "--loss_margin_beta_constant",
@@ -93,10 +93,10 @@ class MarginLoss(Criterion):
             active = ((pull > 0) | (push > 0)).sum()
         else:
             active = (pull > 0).sum() + (push > 0).sum()
-        loss = (pull + push).sum() / active.clamp_min(1)
+        total = (pull + push).sum()
         if self.nu:
-            loss = loss + self.nu * beta.mean()
-        return loss
+            total = total + self.nu * beta.sum()
+        return total / active.clamp_min(1)
 
     def param_groups(self) -> list[dict[str, Any]]:
         if not isinstance(self.beta, nn.Parameter):

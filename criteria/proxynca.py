@@ -47,11 +47,13 @@ class ProxyNCALoss(Criterion):
         labels = labels.to(embeds.device)
         x = 3 * F.normalize(embeds, dim=1)
         p = 3 * F.normalize(self.proxies, dim=1).to(embeds.dtype)
-        dist2 = (x.pow(2).sum(1, keepdim=True) + p.pow(2).sum(1)[None] - 2 * x @ p.T).clamp_min(0)
-        positive = dist2.gather(1, labels[:, None]).squeeze(1)
+        # −d_ic = 2 x̂_iᵀp̂_c − ‖p̂_c‖² − ‖x̂_i‖²; the last term is the same for every c of row i,
+        # so it cancels between d_{i,y_i} and the log-sum-exp and is never computed.
+        logits = 2 * x @ p.T - p.pow(2).sum(1)
+        positive = logits.gather(1, labels[:, None]).squeeze(1)
         own_class = F.one_hot(labels, len(p)).bool()
-        negatives = torch.logsumexp((-dist2).masked_fill(own_class, float("-inf")), dim=1)
-        return (positive + negatives).mean()
+        negatives = torch.logsumexp(logits.masked_fill(own_class, float("-inf")), dim=1)
+        return (negatives - positive).mean()
 
     def param_groups(self) -> list[dict[str, Any]]:
         return [{"params": [self.proxies], "lr": self.proxy_lr, "weight_decay": 0.0}]

@@ -25,10 +25,17 @@ class SoftTripleLoss(Criterion):
         L = mean_i CE(λ(s_i − δ·onehot(y_i)), y_i)
             + τ · Σ_c Σ_{k<k'} sqrt(2 + 1e-5 − 2 w_c^kᵀ w_c^k') / (C·K·(K−1))
 
-    (τ = ``--loss_softtriplet_reg_weight``; the regulariser is 0 when K = 1.) The reference
-    normalises the centre matrix along the wrong axis, takes the softmax over classes instead of a
-    class's centres, multiplies by γ instead of dividing, and reads a non-existent flag for the
-    centres' learning rate; here the centres train at ``--lr`` × ``--loss_softtriplet_lrmulti``.
+    (τ = ``--loss_softtriplet_reg_weight``; the regulariser is 0 when K = 1.) Centres are
+    initialised uniformly in ±1/√(C·K), as the official code and the reference, and train at
+    ``--lr`` × ``--loss_softtriplet_lrmulti`` without weight decay (the reference reads a
+    non-existent flag for that rate and crashes).
+
+    The reference (behind its published SoftTriple numbers) deviates from the paper: it normalises
+    the D×(C·K) centre matrix along the wrong axis (each embedding dimension across all centres,
+    not each centre), takes the softmax over the classes (for each k) instead of over a class's
+    centres, and multiplies by γ instead of dividing. ``--loss_softtriplet_reference_math``
+    reproduces that:  W̃_dj = W_dj / ‖W_d,:‖ (row d of D×(C·K)),  q_ic^k = softmax_c(γ·S_ic^k)
+    (embeddings are L2-normalised either way; the reference assumes a ``_normalize`` ``--arch``).
     """
 
     def __init__(self, opt: argparse.Namespace, miner: BatchMiner | None = None) -> None:
@@ -40,9 +47,10 @@ class SoftTripleLoss(Criterion):
         self.scale = opt.loss_softtriplet_lambda
         self.reg_weight = opt.loss_softtriplet_reg_weight
         self.centre_lr = opt.lr * opt.loss_softtriplet_lrmulti
-        centres = torch.empty(opt.n_classes * self.n_centroids, opt.embed_dim)
-        nn.init.kaiming_uniform_(centres, a=math.sqrt(5))
-        self.centres = nn.Parameter(centres)
+        self.reference_math = opt.loss_softtriplet_reference_math
+        n_centres = opt.n_classes * self.n_centroids
+        bound = 1 / math.sqrt(n_centres)
+        self.centres = nn.Parameter(torch.empty(n_centres, opt.embed_dim).uniform_(-bound, bound))
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -73,19 +81,31 @@ class SoftTripleLoss(Criterion):
             default=1.0,
             help="centre learning rate = --lr × this (no weight decay)",
         )
+        group.add_argument(
+            "--loss_softtriplet_reference_math",
+            action="store_true",
+            help="reproduce the reference's formulation behind its published numbers: centre "
+            "matrix normalised along the embedding axis, softmax over classes, γ·S instead of S/γ",
+        )
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
         labels = labels.to(embeds.device)
-        centres = F.normalize(self.centres, dim=1).to(embeds.dtype)
-        n_classes = len(centres) // self.n_centroids
-        # Centre-major columns (k·C + c): the softmax over a class's K centres then runs over a
-        # middle dimension, which PyTorch vectorises across classes (~10× faster than over a
-        # trailing dimension of size K).
-        by_centre = centres.view(n_classes, self.n_centroids, -1).transpose(0, 1)
-        sims = F.normalize(embeds, dim=1) @ by_centre.reshape(len(centres), -1).T
-        sims = sims.view(-1, self.n_centroids, n_classes)
-        assignment = torch.softmax(sims / self.gamma, dim=1)
-        class_sims = (assignment * sims).sum(1)
+        n_classes = len(self.centres) // self.n_centroids
+        if self.reference_math:
+            centres = F.normalize(self.centres, dim=0).to(embeds.dtype)
+            sims = (F.normalize(embeds, dim=1) @ centres.T).view(-1, n_classes, self.n_centroids)
+            assignment = torch.softmax(self.gamma * sims, dim=1)  # over the classes
+            class_sims = (assignment * sims).sum(2)
+        else:
+            centres = F.normalize(self.centres, dim=1).to(embeds.dtype)
+            # Centre-major columns (k·C + c): the softmax over a class's K centres then runs over
+            # a middle dimension, which PyTorch vectorises across classes (~10× faster than over a
+            # trailing dimension of size K).
+            by_centre = centres.view(n_classes, self.n_centroids, -1).transpose(0, 1)
+            sims = F.normalize(embeds, dim=1) @ by_centre.reshape(len(centres), -1).T
+            sims = sims.view(-1, self.n_centroids, n_classes)
+            assignment = torch.softmax(sims / self.gamma, dim=1)  # over a class's centres
+            class_sims = (assignment * sims).sum(1)
         margin = self.delta * F.one_hot(labels, n_classes).to(class_sims.dtype)
         loss = F.cross_entropy(self.scale * (class_sims - margin), labels)
         if self.reg_weight and self.n_centroids > 1:

@@ -244,6 +244,16 @@ def test_distance_cutoff_falls_back_to_uniform_negatives() -> None:
     labels = torch.tensor([0, 0, 1, 1])  # every negative at distance 2 > 1.4
     mined = mine("distance", embeds, labels)
     assert len(mined) == 4 and (labels[mined[:, 2]] != labels[mined[:, 0]]).all()
+    # Negatives at chords 1.68, 1.93, 2.0 (all beyond 1.4) in 16 dimensions, where q(d)⁻¹ would
+    # pick the farthest almost always: the fallback is uniform, as in Wu et al.'s code.
+    angles = torch.tensor([0.0, 0.3, 2.0, 2.6, 3.0])
+    embeds = torch.zeros(len(angles), 16)
+    embeds[:, 0], embeds[:, 1] = angles.cos(), angles.sin()
+    labels = torch.tensor([0, 0, 1, 2, 3])
+    torch.manual_seed(0)
+    drawn = torch.stack([mine("distance", embeds, labels)[0, 2] for _ in range(600)])
+    counts = torch.bincount(drawn, minlength=5)[2:].numpy()
+    assert counts.sum() == 600 and stats.chisquare(counts).pvalue > 1e-3
 
 
 def test_distance_high_dimension_finite() -> None:

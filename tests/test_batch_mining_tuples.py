@@ -142,6 +142,23 @@ def test_npair_positive_is_uniform() -> None:
     assert stats.chisquare(counts[1:4]).pvalue > 1e-3
 
 
+def test_npair_one_pair_per_class_pair_is_uniform() -> None:
+    """The (anchor, positive) pair of a class is a uniformly random ordered pair of distinct
+    members: all 6 ordered pairs of class 0's three members equally often."""
+    labels = torch.tensor([0, 1, 0, 2, 0, 1, 2])
+    embeds = torch.randn(7, 4)
+    torch.manual_seed(0)
+    counts: dict[tuple[int, int], int] = {}
+    for _ in range(1200):
+        rows = decode(mine("npair", embeds, labels, one_pair_per_class=True))
+        ((pair,),) = [
+            [(a, p) for p in positives] for a, (positives, _) in rows.items() if labels[a] == 0
+        ]
+        counts[pair] = counts.get(pair, 0) + 1
+    assert set(counts) == {(a, p) for a in (0, 2, 4) for p in (0, 2, 4) if a != p}
+    assert stats.chisquare(list(counts.values())).pvalue > 1e-3
+
+
 @pytest.mark.parametrize("key", SET_MINERS)
 def test_deterministic_under_seed(key: str) -> None:
     embeds, labels = make_batch([c for c in range(8) for _ in range(4)])

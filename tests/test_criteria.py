@@ -103,7 +103,7 @@ def naive_margin(crit: Criterion, x: torch.Tensor, y: torch.Tensor, mined: list)
             active += any(term > 0 for term in terms)
         else:  # non-zero terms
             active += sum(term > 0 for term in terms)
-    return total / max(active, 1) + crit.nu * sum(betas) / len(betas)
+    return (total + crit.nu * sum(betas)) / max(active, 1)
 
 
 def variance(values: list[float]) -> float:
@@ -270,7 +270,13 @@ def test_margin_nu_regulariser_gradient_on_beta() -> None:
         crit(embeds, labels).backward()
         grads[nu] = crit.beta.grad.clone()
     counts = torch.bincount(labels[mined[:, 0]], minlength=N_CLASSES).float()
-    assert torch.allclose(grads[0.5] - grads[0.0], 0.5 * counts / len(mined), atol=1e-6)
+    x, margin = embeds.detach(), crit.margin
+    active = 0  # non-zero hinge terms: the divisor the regulariser shares with the loss
+    for a, p, n in mined.tolist():
+        beta = crit.beta[labels[a]].item()
+        active += (dist(x[a], x[p]) - beta + margin > 0) + (beta - dist(x[a], x[n]) + margin > 0)
+    assert 0 < active < 2 * len(mined) and active != len(mined)  # tells the divisors apart
+    assert torch.allclose(grads[0.5] - grads[0.0], 0.5 * counts / active, atol=1e-6)
 
 
 def test_margin_beta_indexed_by_anchor_class() -> None:

@@ -87,15 +87,28 @@ def naive_arcface(crit: Criterion, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def naive_softtriplet(crit: Criterion, x: torch.Tensor, y: torch.Tensor) -> float:
     k = crit.n_centroids
-    centres = [unit(w) for w in rows(crit.centres)]
+    if crit.reference_math:  # each embedding dimension normalised across all centres
+        columns = [unit(column) for column in rows(crit.centres.T)]
+        centres = [list(row) for row in zip(*columns, strict=True)]
+    else:
+        centres = [unit(w) for w in rows(crit.centres)]
     n_classes = len(centres) // k
     losses = []
     for xi, yi in zip(rows(x), y.tolist(), strict=True):
+        sims = [[dot(unit(xi), centres[c * k + j]) for j in range(k)] for c in range(n_classes)]
+        if crit.reference_math:  # softmax over the classes, for each centre index j, of γ·S
+            totals = [sum(math.exp(crit.gamma * row[j]) for row in sims) for j in range(k)]
+            weights = [
+                [math.exp(crit.gamma * row[j]) / totals[j] for j in range(k)] for row in sims
+            ]
+        else:  # softmax over the class's centres of S/γ
+            weights = [
+                [math.exp(s / crit.gamma) / sum(math.exp(t / crit.gamma) for t in row) for s in row]
+                for row in sims
+            ]
         logits = []
         for c in range(n_classes):
-            sims = [dot(unit(xi), centres[c * k + j]) for j in range(k)]
-            weights = [math.exp(s / crit.gamma) for s in sims]
-            score = sum(w * s for w, s in zip(weights, sims, strict=True)) / sum(weights)
+            score = sum(w * s for w, s in zip(weights[c], sims[c], strict=True))
             logits.append(crit.scale * (score - (crit.delta if c == yi else 0.0)))
         losses.append(cross_entropy(logits, yi))
     loss = sum(losses) / len(losses)
@@ -148,6 +161,8 @@ VARIANTS = [
     ("softtriplet", ()),
     ("softtriplet", ("--loss_softtriplet_n_centroids", "3", "--loss_softtriplet_gamma", "0.5")),
     ("softtriplet", ("--loss_softtriplet_n_centroids", "1")),
+    ("softtriplet", ("--loss_softtriplet_reference_math",)),
+    ("softtriplet", ("--loss_softtriplet_reference_math", "--loss_softtriplet_n_centroids", "3")),
     ("proxy_anchor", ()),
     ("proxy_anchor", ("--loss_proxy_anchor_alpha", "4", "--loss_proxy_anchor_delta", "0.3")),
 ]
