@@ -15,15 +15,19 @@ RECALL_DEPTHS = (1, 10, 100)
 class EmbeddingShift(Attack):
     """ES (Zhou et al., ECCV 2020): push each query's embedding away from its clean one.
 
-    PGD minimises −Σ_i d(f(x̃_i), f(x_i)) (a 1e-7 offset on f(x) avoids the zero gradient at
-    x̃ = x). Reported ``embshift`` = mean_i d(f(x̃_i), f(x_i)) (ES:D, in [0,2] for metric N) from
-    the final iterate (robrank: from the penultimate one, reproduced by ``--attack_compat``), and
+    PGD minimises −Σ_i d(f(x̃_i), f(x_i) + 1e-7·u_i) (the offset avoids the zero gradient at
+    x̃ = x; u_i uniform in {−1,0,1}^D, or all ones with ``--attack_compat robrank``).
+    Reported ``embshift`` = mean_i d(f(x̃_i), f(x_i)) (ES:D, in [0,2] for metric N) from the
+    final iterate (robrank: from the penultimate one, reproduced by ``--attack_compat``), and
     ``r@1``, ``r@10``, ``r@100`` in percent (ES:R): whether one of the k nearest candidates,
     the query's clean copy masked, shares its label.
     """
 
     def select(self, batch: Batch, cands: CandidateSet, generator: torch.Generator) -> dict:
-        offset = torch.randint(-1, 2, batch.clean.shape, generator=generator).to(batch.clean)
+        if self.compat:  # robrank's AdvRank.attack: f(x) + 1e-7 in every coordinate
+            offset = torch.ones_like(batch.clean)
+        else:  # a random direction, as robrank's embShift (and EST) draws it
+            offset = torch.randint(-1, 2, batch.clean.shape, generator=generator).to(batch.clean)
         return {"origin": batch.clean + 1e-7 * offset}
 
     def objective(

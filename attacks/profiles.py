@@ -2,7 +2,9 @@
 
 ``rob28``/``rob224`` are the nine attacks of the Empirical Robustness Score (ε = 77/255 for
 28-px inputs, 8/255 for 224-px, α = 3/255, 32 iterations, W = M = 1); ``cvpr`` is ``rob224``.
-``pami*``, ``eccv*`` and ``qccurve28`` sweep CA/SPQA over W/M and ε as in the papers.
+``pami*``, ``eccv*`` and ``qccurve28`` sweep CA/SPQA over W/M and ε as in the papers. The
+strings are robrank's (``robrank/cmdline.py``, class ``Swipe``) character for character, so the
+swipe JSON keys match the reference tool's.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ def _pami(settings: list[tuple[str, str, int]]) -> list[str]:
 
 
 def _qccurve() -> list[str]:
+    """ε = 7i/255 (i = 0..11) with robrank's step α = max(1, round(7i/25))/255, both "%.5f"
+    (``cmdline.Swipe.profile_qccurve28``; robustness.md §3.3 gives α = 0.011764, which the
+    reference's strings do not use)."""
     strings = []
     for kind, key in (("CA", "W"), ("SPQA", "M")):
         for pm in "+-":
             for i in range(12):
-                eps = f"{7 * i / 255:.5f}"
-                strings.append(f"{kind}:pm={pm}:{key}=1:eps={eps}:alpha=0.011764:pgditer=32")
+                eps, alpha = 7 * i / 255, max(1, round(7 * i / 25)) / 255
+                strings.append(f"{kind}:pm={pm}:{key}=1:eps={eps:.5f}:alpha={alpha:.5f}:pgditer=32")
     return strings
 
 

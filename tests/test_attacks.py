@@ -3,13 +3,16 @@ objective and reported metrics against slow per-item reference loops on syntheti
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import attacks
+import datasets
 from attacks.base import CandidateSet
 from attacks.gtm import gtm_target
 from attacks.pgd import pgd
@@ -92,6 +95,7 @@ def test_reference_attack_strings_parse_unchanged():
     "string, fragment",
     [
         ("XX:eps=0.1", "unknown attack 'XX'"),
+        ("qa:pm=+:M=1", "did you mean 'QA'"),
         ("CA:pm=+", "CA with W= given"),
         ("QA:M=1", "QA with pm= given"),
         ("CA:pm=*:W=1", "key=value pairs"),
@@ -109,7 +113,41 @@ def test_bad_attack_strings_give_one_line_errors(string, fragment):
     assert str(info.value).startswith("--attack") and "\n" not in str(info.value)
 
 
+def reference_profiles() -> dict[str, list[str]]:
+    """robrank's ``cmdline.Swipe.profile_*`` tuples, built the way robrank builds them
+    (``':'.join`` over ``itertools.product``), so a typo in a string shows."""
+    join = lambda *parts: [":".join(x) for x in itertools.product(*parts)]  # noqa: E731
+    pms, ws, ms = ("pm=+", "pm=-"), ("W=1", "W=2", "W=5", "W=10"), ("M=1", "M=2", "M=5", "M=10")
+    eccv28 = ("eps=0.01:alpha=0.003922:pgditer=10", "eps=0.03:alpha=0.003922:pgditer=15",
+              "eps=0.1:alpha=0.01:pgditer=20", "eps=0.3:alpha=0.01:pgditer=30")  # fmt: skip
+    eccv224_ca = ("eps=0.01:alpha=0.003922:pgditer=24", "eps=0.03:alpha=0.003922:pgditer=15",
+                  "eps=0.06:alpha=0.006:pgditer=20")  # fmt: skip
+    eccv224_spqa = ("eps=0.01:alpha=0.003922:pgditer=10", "eps=0.03:alpha=0.003922:pgditer=15",
+                    "eps=0.06:alpha=0.006:pgditer=20")  # fmt: skip
+    pami28 = ("eps=0.03137:alpha=0.003922:pgditer=32", "eps=0.30196:alpha=0.011764:pgditer=32")
+    pami224 = ("eps=0.00784:alpha=0.003922:pgditer=32", "eps=0.03137:alpha=0.011764:pgditer=32")
+
+    def rob(eps: str) -> list[str]:
+        tail = (f"eps={eps}:alpha=0.011764:pgditer=32",)
+        return (join(("CA",), pms, ("W=1",), tail) + join(("QA",), pms, ("M=1",), tail)
+                + join(("TMA", "ES", "LTM", "GTM", "GTT"), tail))  # fmt: skip
+
+    curve = [f"eps={7 * i / 255.0:.5f}:alpha={max(1, np.round(i * 7 / 25)) / 255.0:.5f}:pgditer=32"
+             for i in range(0, 11 + 1)]  # fmt: skip
+    return {
+        "rob28": rob("0.30196"),
+        "rob224": rob("0.03137"),
+        "cvpr": rob("0.03137"),
+        "pami28": join(("SPQA",), pms, ms, pami28) + join(("CA",), pms, ws, pami28),
+        "pami224": join(("SPQA",), pms, ms, pami224) + join(("CA",), pms, ws, pami224),
+        "eccv28": join(("CA",), pms, ws, eccv28) + join(("SPQA",), pms, ms, eccv28),
+        "eccv224": join(("CA",), pms, ws, eccv224_ca) + join(("SPQA",), pms, ms, eccv224_spqa),
+        "qccurve28": join(("CA",), pms, ("W=1",), curve) + join(("SPQA",), pms, ("M=1",), curve),
+    }
+
+
 def test_profiles_have_the_reference_content():
+    assert reference_profiles() == PROFILES  # every string, in robrank's order
     sizes = {"rob28": 9, "rob224": 9, "cvpr": 9, "pami28": 32, "pami224": 32, "eccv28": 64,
              "eccv224": 48, "qccurve28": 48}  # fmt: skip
     assert {name: len(strings) for name, strings in PROFILES.items()} == sizes
@@ -123,8 +161,9 @@ def test_profiles_have_the_reference_content():
         == profile("rob224")
         == [s.replace("0.30196", "0.03137") for s in profile("rob28")]
     )
-    assert "CA:pm=+:W=1:eps=0.01:alpha=0.003922:pgditer=24" in profile("eccv224")
-    assert "SPQA:pm=-:M=10:eps=0.00784:alpha=0.003922:pgditer=32" in profile("pami224")
+    # qccurve28: robrank's step grows with ε (1/255 up to i = 5, then 2/255, then 3/255)
+    assert profile("qccurve28")[1] == "CA:pm=+:W=1:eps=0.02745:alpha=0.00392:pgditer=32"
+    assert profile("qccurve28")[-1] == "SPQA:pm=-:M=1:eps=0.30196:alpha=0.01176:pgditer=32"
     eps = {attacks.parse_attack_string(s).eps for s in profile("qccurve28")}
     assert sorted(eps) == [float(f"{7 * i / 255:.5f}") for i in range(12)]
     with pytest.raises(ConfigError, match="--swipe: unknown profile 'rob'"):
@@ -326,6 +365,16 @@ def test_gtm_target_is_the_nearest_wrong_class_candidate_and_compat_reproduces_t
         assert int(quirk[i]) == unmatching.index(nearest)  # a subset position used globally
 
 
+def test_es_offsets_the_clean_embedding_randomly_and_compat_by_one_constant():
+    cands, _ = make_state()
+    batch, targets, _ = attacked(cands, attacks.build("ES"))
+    steps = (targets["origin"] - batch.clean) / 1e-7
+    assert torch.allclose(steps, steps.round(), atol=0.3)  # float32: 1e-7 is a few ulps
+    assert set(steps.round().unique().tolist()) == {-1.0, 0.0, 1.0}
+    batch, targets, _ = attacked(cands, attacks.build("ES", compat=True))
+    assert torch.equal(targets["origin"], batch.clean + 1e-7)  # robrank's AdvRank.attack
+
+
 @pytest.mark.parametrize("compat", [False, True])
 def test_ltm_objective_matches_reference_with_and_without_the_self_mask(compat):
     cands, _ = make_state(n=30)
@@ -360,13 +409,25 @@ def test_foa_metrics_match_reference():
 
 
 def test_target_selection_is_seeded():
-    cands, _ = make_state()
-    for string in ("CA:pm=+:W=2", "QA:pm=+:M=1", "TMA", "ES", "FOA:M=3"):
+    cands, _ = make_state(n=400)  # top-1% pools of 4: CA−/QA− draws can differ between seeds
+    strings = ("CA:pm=+:W=2", "CA:pm=-:W=1", "QA:pm=+:M=1", "QA:pm=-:M=1", "SPQA:pm=+:M=1",
+               "SPQA:pm=-:M=1", "TMA", "ES", "FOA:M=3")  # fmt: skip
+    random_types = {"CA", "QA", "SPQA", "TMA", "ES", "FOA"}  # the others select deterministically
+    assert {s.split(":")[0] for s in strings} == random_types
+    assert random_types | {"LTM", "GTM", "GTT"} == set(attacks.ATTACKS.keys())
+    for string in strings:
         attack = attacks.build(string)
         picks = [attacked(cands, attack, seed=seed)[1] for seed in (5, 5, 6)]
-        for key, value in picks[0].items():
+        drawn = {k: v for k, v in picks[0].items() if torch.is_tensor(v)}
+        for key, value in drawn.items():
             assert torch.equal(value, picks[1][key]), (string, key)
-        assert any(not torch.equal(v, picks[2][k]) for k, v in picks[0].items()), string
+        assert any(not torch.equal(v, picks[2][k]) for k, v in drawn.items()), string
+
+
+def test_spqa_has_a_xi_rate_for_every_registered_dataset():
+    from attacks.spqa import XI_RATE
+
+    assert set(datasets.DATASETS.keys()) <= set(XI_RATE)
 
 
 def test_spqa_needs_a_known_dataset():

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import pytest
 import torch
 
 import architectures
+import attacks.runner
 import datasets
 import eval as eval_cli
 import main
+from attacks import ATTACKS
 from attacks.profiles import PROFILES, profile
 from attacks.runner import AttackRunner
 from metrics.ers import ers_score, ers_terms
@@ -49,29 +52,49 @@ DIRECTIONS = {
 }
 
 
+# rob28 cut to one FGSM step on the first batch: the ERS metric key of a training run is a
+# plumbing test (the score itself: test_ers.py)
+ROB28_FGSM = [s.replace("pgditer=32", "pgditer=1") for s in PROFILES["rob28"]]
+
+
+class FirstBatchRunner(AttackRunner):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs, max_batches=1)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(checkpoint path, model, test split, options) of c2f2 trained one epoch on digits."""
+    """(checkpoint path, model, test split, options, final test metrics) of c2f2 trained one
+    epoch on digits, with ``ers`` (``ROB28_FGSM``, first batch) among its evaluation metrics."""
     root = tmp_path_factory.mktemp("attack_run")
-    main.train(
-        ["--dataset", "digits", "--n_epochs", "1", "--no_train_metrics", "--num_workers", "0",
-         "--save_path", str(root), "--savename", "run", "--evaluation_metrics", "e_recall@1"]
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(PROFILES, "rob28", ROB28_FGSM)
+        patch.setattr(attacks.runner, "AttackRunner", FirstBatchRunner)
+        final = main.train(
+            ["--dataset", "digits", "--n_epochs", "1", "--no_train_metrics", "--num_workers",
+             "0", "--save_path", str(root), "--savename", "run", "--evaluation_metrics",
+             "e_recall@1", "ers"]
+        )  # fmt: skip
     checkpoint = root / "digits" / "run" / "checkpoint_last.pth"
     opt = options_from_checkpoint(load_checkpoint(checkpoint, "--test_path"))
     opt.not_pretrained = True
     data = datasets.build(opt, architectures.input_spec(opt.arch))
     model = architectures.build(opt)
     model.load_state_dict(load_checkpoint(checkpoint, "--test_path")["model"])
-    return checkpoint, model, data.test, opt
+    return checkpoint, model, data.test, opt, final
 
 
 def runner_for(trained, **options):
-    _, model, test, opt = trained
+    _, model, test, opt, _ = trained
     settings = dict(device=torch.device("cpu"), batch_size=24, max_batches=1, seed=3,
                     dataset_name=opt.dataset, progress=False)  # fmt: skip
     settings.update(options)
     return AttackRunner(model, test, **settings)
+
+
+def test_every_registered_attack_is_tested_on_the_trained_model():
+    assert {string.split(":")[0] for string in DIRECTIONS} == set(ATTACKS.keys())
+    assert {string.split(":")[0] for string in ALL_ATTACKS} == set(ATTACKS.keys())
 
 
 @pytest.mark.parametrize("string", list(DIRECTIONS))
@@ -85,7 +108,7 @@ def test_each_attack_moves_its_metric_the_attacked_way(trained, string):
 
 
 def test_scores_are_seeded_and_the_model_is_left_unchanged(trained):
-    _, model, _, _ = trained
+    model = trained[1]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
     string = f"CA:pm=+:W=2:{FAST}"
@@ -97,12 +120,23 @@ def test_scores_are_seeded_and_the_model_is_left_unchanged(trained):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_ers_is_a_metric_key_of_a_training_run(trained):
+    # main.py --evaluation_metrics e_recall@1 ers: computed on the test split, logged and kept
+    # in the checkpoint's history (that the value is the seeded rob28 swipe: test_ers.py)
+    checkpoint, final = trained[0], trained[4]
+    history = load_checkpoint(checkpoint, "--test_path")["history"]["Test"]
+    assert history["ers"] == [final["ers"]] and math.isfinite(final["ers"])
+    assert 0.0 < final["ers"] < 100.0, final  # one FGSM step on an undefended model
+    summary = json.loads((checkpoint.parent / "training_summary.json").read_text())
+    assert "ers" in json.dumps(summary)
+
+
 def test_compat_takes_es_shift_from_the_penultimate_iterate(trained):
-    fgsm = "ES:eps=0.1:alpha=0.01:pgditer=1"
+    fgsm = "ES:eps=0.3:alpha=0.01:pgditer=1"
     _, correct = runner_for(trained).run(fgsm)
-    _, quirk = runner_for(trained, compat=True).run(fgsm)
-    assert correct["embshift"] > 0.0 and quirk["embshift"] == 0.0
-    assert correct["r@1"] == quirk["r@1"]
+    benign, quirk = runner_for(trained, compat=True).run(fgsm)
+    assert correct["embshift"] > 0.0 and quirk["embshift"] == 0.0  # x⁰ is the clean image
+    assert quirk["r@1"] < benign["r@1"]  # while ES:R is read at the final iterate
 
 
 def test_summaries_are_item_means_and_compat_averages_batch_means(trained):
@@ -147,10 +181,34 @@ def test_eval_attack_and_swipe_and_ers(trained, tmp_path, capsys, monkeypatch):
     assert lines[-1] == f"ERS {score:.1f}" and len(lines) == 12
 
 
+def test_eval_attack_scores_are_seeded(trained, tmp_path):
+    """Same checkpoint and --seed: the same scores; another --seed: other targets."""
+    strings = [f"CA:pm=-:W=1:{FAST}", f"QA:pm=+:M=1:{FAST}", f"TMA:{FAST}"]
+    argv = ["--test_path", str(trained[0]), "--attack_bs", "16", "--attack_batches", "1"]
+    argv += [arg for string in strings for arg in ("--attack", string)]
+    runs = []
+    for number, seed in enumerate(([], [], ["--seed", "7"])):
+        output = tmp_path / f"run{number}.json"
+        assert eval_cli.main([*argv, *seed, "--output", str(output)]) == 0
+        runs.append(json.loads(output.read_text()))
+    assert runs[0] == runs[1]
+    assert all(runs[0][s] != runs[2][s] for s in strings[1:])  # CA−: the top-1% may be 1 query
+
+
+def test_eval_attack_compat_reaches_the_attacks(trained, tmp_path):
+    output = tmp_path / "compat.json"
+    fgsm = "ES:eps=0.3:alpha=0.01:pgditer=1"
+    argv = ["--test_path", str(trained[0]), "--attack_bs", "16", "--attack_batches", "1"]
+    assert eval_cli.main([*argv, "--attack", fgsm, "--attack_compat", "robrank",
+                          "--output", str(output)]) == 0  # fmt: skip
+    assert json.loads(output.read_text())[fgsm][1]["embshift"] == 0.0  # the penultimate iterate
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [
         (["--attack", "ES"], "--attack/--swipe: attacks need a checkpoint"),
+        (["--test_path", "X", "--attack", "ES", "--attack_bs", "0"], "--attack_bs: got 0"),
         (["--test_path", "X", "--attack", "CA:pm=+"], "--attack: bad attack string"),
         (["--test_path", "X", "--attack", "ES", "--swipe", "rob28"], "not both"),
         (["--ers", "/nonexistent.json"], "--ers: cannot read swipe JSON"),

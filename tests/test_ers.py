@@ -100,6 +100,47 @@ def test_ers_reproduces_the_published_rows(name, values, published):
     assert format_ers_table(terms).splitlines()[-1] == f"ERS {published}"
 
 
+# CVPR'22 Table "sota" (robustness.md §8.3): every row's ten raw columns and its ERS. The columns
+# are printed rounded (prank and R@1 to 0.1, TMA and ES:D to 0.001), so the ERS recomputed from
+# them may differ from the published one, computed from the unrounded values, by rounding only.
+SOTA = [
+    ("CUB N/A[R]", "0.0 100.0 0.0 99.9 0.883 1.762 0.0 0.0 14.1 0.0", 3.8),
+    ("CUB EST[R] η=8", "0.5 97.3 0.5 91.3 0.875 1.325 3.9 0.4 14.9 0.0", 7.9),
+    ("CUB ACT[R] η=8", "13.7 46.8 12.6 39.3 0.547 0.902 13.6 9.8 21.9 1.3", 31.3),
+    ("CUB HM η=8", "12.7 46.4 11.6 39.9 0.567 0.783 16.8 11.9 27.9 1.4", 32.4),
+    ("CUB HM&ICS η=8", "12.9 40.9 14.7 33.7 0.806 0.487 17.1 13.2 26.3 2.3", 33.5),
+    ("CUB EST[R] η=32", "2.7 97.9 0.4 97.3 0.848 1.576 1.4 0.0 4.0 0.0", 5.3),
+    ("CUB ACT[R] η=32", "15.5 37.7 15.1 32.2 0.472 0.821 11.1 9.4 14.9 1.0", 33.9),
+    ("CUB HM η=32", "14.7 39.6 15.6 34.2 0.523 0.736 16.5 15.0 26.7 2.9", 35.9),
+    ("CUB HM&ICS η=32", "15.5 37.7 16.6 30.9 0.753 0.506 17.9 16.7 27.3 2.9", 36.0),
+    ("CARS N/A[R]", "0.2 100.0 0.1 99.6 0.874 1.816 0.0 0.0 13.4 0.0", 3.6),
+    ("CARS EST[R] η=8", "0.1 99.9 0.1 98.1 0.902 1.681 0.7 0.2 15.4 0.0", 4.4),
+    ("CARS ACT[R] η=8", "19.3 33.1 20.3 32.3 0.413 0.760 18.4 15.0 28.6 1.2", 39.8),
+    ("CARS HM η=8", "15.3 32.0 17.9 33.9 0.463 0.653 23.4 28.5 44.6 5.8", 42.4),
+    ("CARS HM&ICS η=8", "21.0 23.3 23.1 22.2 0.698 0.415 31.2 38.0 47.8 9.6", 47.9),
+    ("CARS EST[R] η=32", "1.2 98.1 0.4 91.8 0.880 1.281 2.9 0.7 8.2 0.0", 7.3),
+    ("CARS ACT[R] η=32", "18.0 32.3 17.5 30.5 0.383 0.763 16.3 15.3 20.7 1.6", 38.6),
+    ("CARS HM η=32", "17.4 28.2 18.2 28.8 0.426 0.613 27.1 30.7 42.3 7.9", 44.9),
+    ("CARS HM&ICS η=32", "19.3 25.9 19.6 25.7 0.650 0.446 30.3 36.7 46.0 8.8", 46.0),
+    ("SOP N/A[R]", "0.1 99.3 0.2 99.1 0.845 1.685 0.0 0.0 6.3 0.0", 4.0),
+    ("SOP EST[R] η=8", "6.4 69.7 3.9 64.6 0.611 1.053 3.8 2.2 10.2 1.3", 19.0),
+    ("SOP ACT[R] η=8", "24.8 10.7 25.4 8.2 0.321 0.485 15.4 17.7 25.1 11.3", 49.5),
+    ("SOP HM η=8", "29.9 4.7 31.6 3.6 0.455 0.283 39.3 40.9 38.8 43.0", 61.7),
+    ("SOP HM&ICS η=8", "32.5 4.8 32.4 3.5 0.586 0.239 38.6 39.8 38.3 44.5", 61.2),
+    ("SOP EST[R] η=32", "12.5 43.6 10.6 34.8 0.468 0.830 9.6 7.2 17.3 3.8", 31.7),
+    ("SOP ACT[R] η=32", "24.1 10.5 22.7 9.4 0.253 0.532 21.2 21.6 27.8 15.3", 50.8),
+    ("SOP HM η=32", "30.6 4.7 31.2 3.5 0.466 0.266 38.6 40.3 38.6 44.3", 61.8),
+    ("SOP HM&ICS η=32", "32.0 4.2 33.7 3.0 0.606 0.207 39.1 39.8 37.9 45.6", 61.6),
+]
+
+
+@pytest.mark.parametrize("name, values, published", SOTA, ids=[row[0] for row in SOTA])
+def test_ers_reproduces_every_row_of_the_cvpr_table_to_its_rounding(name, values, published):
+    raw = raw_row(values)
+    assert ers_score(ers_terms(swipe_from_raw(raw))) == pytest.approx(published, abs=0.11)
+    assert reference_ers(raw) == pytest.approx(ers_score(ers_terms(swipe_from_raw(raw))))
+
+
 def test_eval_scores_a_swipe_file_in_robranks_format(tmp_path, capsys):
     path = tmp_path / "epoch=7-step=1000.ckpt.rob28.json"
     raw = raw_row(PUBLISHED[0][1])
