@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 import architectures
 import datasets
@@ -66,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num_workers", "--kernels", dest="num_workers", type=int, default=None, help="workers"
     )
-    parser.add_argument("--seed", type=int, default=None, help="seed (default: the checkpoint's)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of k-means and attacks (default: the checkpoint's; 0 for --embeddings)",
+    )
     attack = parser.add_argument_group("adversarial ranking attacks (with --test_path)")
     attack.add_argument(
         "--attack",
@@ -119,7 +125,7 @@ def load_checkpoint_split(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]
     return opt, model, data.test, device
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
+def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float | list[float]]:
     opt, model, test, device = load_checkpoint_split(args)
     evaluator = metrics.Evaluator(
         args.evaluation_metrics or opt.evaluation_metrics, kmeans_seed=opt.seed
@@ -133,10 +139,13 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
         device=device,
         precision=Precision(opt.amp, device),
         name="Test",
+        with_arrays=True,
     )
 
 
-def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float]:
+def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float | list[float]]:
+    """Every metric of ``--evaluation_metrics`` on the arrays of ``--embeddings``, computed on
+    ``--device`` (a GPU when present) with ``--seed`` (default 0) seeding k-means."""
     path = pathlib.Path(args.embeddings)
     if not path.is_file():
         raise ConfigError(f"--embeddings: no file at {path}")
@@ -156,6 +165,13 @@ def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float]:
             f"--embeddings: {path} has embeddings {embeddings.shape} and labels {labels.shape}; "
             "expected N×D and (N,)"
         )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ConfigError(f"--embeddings: 'labels' in {path} is {labels.dtype}; expected integers")
+    if not np.issubdtype(embeddings.dtype, np.number) or not np.isfinite(embeddings).all():
+        raise ConfigError(
+            f"--embeddings: 'embeddings' in {path} ({embeddings.dtype}) holds NaN, infinite or "
+            "non-numeric values; expected finite numbers"
+        )
     masks = {key: content[key] for key in ("query", "gallery") if key in content.files}
     if len(masks) == 1:
         raise ConfigError(f"--embeddings: {path} has only '{next(iter(masks))}'; give both masks")
@@ -165,11 +181,18 @@ def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float]:
                 f"--embeddings: '{key}' in {path} is {mask.dtype} {mask.shape}; expected bool "
                 f"({labels.shape[0]},)"
             )
-    evaluator = metrics.Evaluator(args.evaluation_metrics or DEFAULT_METRICS)
-    print(f"{path}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}")
-    return evaluator.compute(
-        embeddings.astype(np.float32),
-        labels,
+    evaluator = metrics.Evaluator(
+        args.evaluation_metrics or DEFAULT_METRICS,
+        kmeans_seed=args.seed if args.seed is not None else 0,
+    )
+    device = select_device(args)
+    print(
+        f"{path}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}, "
+        f"metrics on {device}"
+    )
+    return evaluator.compute_all(
+        torch.from_numpy(embeddings.astype(np.float32)).to(device),
+        torch.from_numpy(labels.astype(np.int64)).to(device),
         query=masks.get("query"),
         gallery=masks.get("gallery"),
     )
@@ -180,9 +203,12 @@ def attack_checkpoint(args: argparse.Namespace) -> dict[str, list[dict[str, floa
     strings = profile(args.swipe) if args.swipe else list(args.attack)
     for string in strings:  # a bad string fails before the checkpoint is loaded
         parse_attack_string(string)
-    for number in (args.attack_bs, args.attack_batches):
+    for flag, number in (
+        ("--attack_bs", args.attack_bs),
+        ("--attack_batches", args.attack_batches),
+    ):
         if number is not None and number < 1:
-            raise ConfigError(f"--attack_bs/--attack_batches: got {number}, expected >= 1")
+            raise ConfigError(f"{flag}: got {number}, expected an integer >= 1")
     opt, model, test, device = load_checkpoint_split(args)
     size = architectures.input_spec(opt.arch).size
     runner = AttackRunner(
@@ -233,9 +259,14 @@ def score_swipe_file(args: argparse.Namespace) -> float:
     return ers_score(terms)
 
 
-def format_table(results: dict[str, float]) -> str:
+def format_table(results: dict[str, float | list[float]]) -> str:
+    """One line per metric; an array-valued one (``rho_spectrum@0``) shows its length."""
     width = max(len(name) for name in results)
-    return "\n".join(f"{name:<{width}}  {value:.4f}" for name, value in results.items())
+    return "\n".join(
+        f"{name:<{width}}  "
+        + (f"{value:.4f}" if isinstance(value, float) else f"[{len(value)} values, in the JSON]")
+        for name, value in results.items()
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

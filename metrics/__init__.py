@@ -28,7 +28,9 @@ def build_metrics(keys: list[str]) -> list[Metric]:
     for key in keys:
         name, arg = parse_metric_key(key)
         if name not in METRICS:
-            raise ConfigError(f"{METRICS.unknown_key_message(name)} (in {key!r})")
+            # "mAP@R" is meant as mAP_R: offer the key with "@" read as "_" too.
+            message = METRICS.unknown_key_message(name, key.replace("@", "_"))
+            raise ConfigError(f"{message} (in {key!r})")
         metrics.append(METRICS.get(name)(arg))
     return metrics
 

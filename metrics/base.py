@@ -147,12 +147,16 @@ class Metric:
     (``None`` when absent); this base accepts no argument. A metric that takes one names it in
     ``arg_name`` (``"k"`` for ``e_recall@k``). ``space`` names the feature space the metric reads
     ("euclidean", or "cosine" for the ``c_*`` metrics); its ``requires`` names that space's inputs.
+    ``scalar`` is False for a metric whose value is an array (``rho_spectrum@0``, the whole
+    spectrum): ``compute`` then returns a 1-D tensor, which :meth:`metrics.Evaluator.compute`
+    leaves out of the scalar results (the per-epoch logs) and ``compute_all`` returns as a list.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset()
     space: ClassVar[str] = "euclidean"
     registry_key: ClassVar[str]
     arg_name: ClassVar[str | None] = None
+    scalar: bool = True
 
     def __init__(self, arg: str | None = None) -> None:
         self.arg = arg
@@ -172,7 +176,7 @@ class Metric:
         """How many nearest neighbours this metric reads (0 unless it requires them)."""
         return 0
 
-    def compute(self, inputs: EvalInputs) -> float:
+    def compute(self, inputs: EvalInputs) -> float | torch.Tensor:
         raise NotImplementedError
 
 

@@ -6,7 +6,8 @@ Without faiss (or on a GPU, or with backend "torch") a torch Lloyd iteration doe
 K distinct data points drawn with the seed as initial centroids, then 20 rounds of
 assign-to-nearest (chunked, memory O(chunk·K)) and centroid = mean of its points. A centroid
 left without points is replaced by a slightly perturbed copy of a centroid drawn with
-probability proportional to cluster size, which is then perturbed the other way (faiss's rule).
+probability proportional to its size minus one, which is then perturbed the other way
+(faiss's rule).
 
 Cosine clustering (``spherical=True``, the ``c_nmi``/``c_f1`` metrics) runs the same k-means on
 the L2-normalised features it is given and assigns every point to the nearest *normalised*
@@ -15,6 +16,8 @@ centroids, spec revisiting_dml.md §7.1).
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 from tqdm import tqdm
@@ -67,7 +70,9 @@ def kmeans_centroids(
 ) -> torch.Tensor:
     """K×D float32 centroids of ``embeddings`` (N×D) after the seeded k-means, same device."""
     if use_faiss(backend, embeddings.device):
-        return _faiss_kmeans(embeddings, k, seed, verbose=bool(show_progress))
+        # faiss reports its iterations itself (on stdout), under the same rule as the bars.
+        verbose = sys.stderr.isatty() if show_progress is None else show_progress
+        return _faiss_kmeans(embeddings, k, seed, verbose=verbose)
     with tqdm(
         total=NITER,
         desc=f"k-means (K={k})",
@@ -105,7 +110,7 @@ def nearest_centroid(
         index = faiss.IndexFlatL2(centroids.shape[1])
         index.add(centroids.detach().float().cpu().contiguous().numpy())
         _, assignment = index.search(points.detach().float().cpu().contiguous().numpy(), 1)
-        return torch.from_numpy(assignment[:, 0]).long()
+        return torch.from_numpy(assignment[:, 0]).long().to(points.device)
     centroid_sq = centroids.pow(2).sum(1)[None, :]
     return torch.cat(
         [
@@ -137,12 +142,22 @@ def _torch_kmeans(
 def _split_for_empty(
     centroids: torch.Tensor, counts: torch.Tensor, generator: torch.Generator
 ) -> None:
-    """Give every empty cluster a perturbed copy of a populated centroid (in place)."""
+    """Give every empty cluster a perturbed copy of a populated centroid (in place).
+
+    faiss's rule: the donor is drawn with probability proportional to its size minus one (a
+    singleton is never split), and donor and copy move apart by ±1/1024 per coordinate. Distinct
+    donors while enough clusters have two or more points (faiss updates the sizes after each
+    split; drawing without replacement is the vectorised equivalent).
+    """
     empty = (counts == 0).nonzero().squeeze(1)
     if empty.numel() == 0:
         return
+    weights = (counts - 1).clamp(min=0).double().cpu()
+    if not bool((weights > 0).any()):  # only when K > N, which the evaluator never asks for
+        weights = counts.double().cpu()
+    distinct = int((weights > 0).sum()) >= empty.numel()
     donors = torch.multinomial(
-        counts.double().cpu(), empty.numel(), replacement=True, generator=generator
+        weights, empty.numel(), replacement=not distinct, generator=generator
     ).to(centroids.device)
     signs = torch.ones(centroids.shape[1], device=centroids.device)
     signs[1::2] = -1

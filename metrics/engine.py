@@ -76,11 +76,26 @@ class Evaluator:
         model: torch.nn.Module | None = None,
         dataset: Any = None,
     ) -> dict[str, float]:
-        """``{key: value}`` for every requested key, in the order requested.
+        """``{key: value}`` for every requested scalar key, in the order requested.
 
         embeddings N×D; labels (N,) integer; query/gallery boolean (N,) masks or None;
         ``model``/``dataset``: where the embeddings came from, for metrics requiring ``"model"``.
+        Array-valued keys (``rho_spectrum@0``) are left out; :meth:`compute_all` returns them.
         """
+        values = self.compute_all(embeddings, labels, query, gallery, model=model, dataset=dataset)
+        return {key: value for key, value in values.items() if isinstance(value, float)}
+
+    def compute_all(
+        self,
+        embeddings: torch.Tensor | np.ndarray,
+        labels: torch.Tensor | np.ndarray,
+        query: Any = None,
+        gallery: Any = None,
+        *,
+        model: torch.nn.Module | None = None,
+        dataset: Any = None,
+    ) -> dict[str, float | list[float]]:
+        """As :meth:`compute`, with array-valued keys as lists of floats (``eval.py``'s JSON)."""
         needs_model = [m.key for m in self.metrics if "model" in m.requires]
         if needs_model and (model is None or dataset is None):
             raise ConfigError(
@@ -89,7 +104,14 @@ class Evaluator:
             )
         inputs = self.prepare(embeddings, labels, query, gallery)
         inputs.model, inputs.dataset, inputs.seed = model, dataset, self.kmeans_seed
-        return {metric.key: float(metric.compute(inputs)) for metric in self.metrics}
+        values: dict[str, float | list[float]] = {}
+        for metric in self.metrics:
+            value = metric.compute(inputs)
+            if metric.scalar:
+                values[metric.key] = float(value)
+            else:
+                values[metric.key] = torch.as_tensor(value).flatten().double().tolist()
+        return values
 
     def prepare(
         self,

@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 from scipy.stats import entropy
+from sklearn.decomposition import TruncatedSVD
 from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 
 import metrics
@@ -187,16 +188,34 @@ def test_rho_spectrum_equals_numpy_svd_and_scipy_entropy(mode):
     assert got[f"rho_spectrum@{mode}"] == pytest.approx(slow_rho(x, mode), rel=1e-9)
 
 
-@pytest.mark.parametrize("key", ["rho_spectrum@0", "rho_spectrum", "rho_spectrum@x"])
-def test_rho_spectrum_rejects_non_scalar_and_bad_modes(key):
-    with pytest.raises(ConfigError, match="--evaluation_metrics.*non-zero integer"):
+@pytest.mark.parametrize("mode", [1, 2, 5, -1, -3])
+def test_rho_spectrum_revisit_equals_sklearn_truncated_svd(mode):
+    """The reference's CPU path: TruncatedSVD(D − 1, n_iter=7, random_state=42)."""
+    x, y = random_data(n=200, d=12, seed=8)
+    x[:, :3] *= 10
+    x[:, -1] *= 0.01  # a tiny last singular value: ignored by the reference, not by ours
+    s = TruncatedSVD(n_components=11, n_iter=7, random_state=42).fit(x).singular_values_
+    s = s[abs(mode) - 1 :] / s[abs(mode) - 1 :].sum()
+    uniform = np.ones_like(s) / len(s)
+    expected = entropy(uniform, s) if mode > 0 else entropy(s, uniform)
+    keys = [f"rho_spectrum_revisit@{mode}", f"rho_spectrum@{mode}"]
+    got = metrics.Evaluator(keys).compute(x, y)
+    assert got[keys[0]] == pytest.approx(expected, rel=1e-5)
+    assert got[keys[1]] == pytest.approx(slow_rho(x, mode), rel=1e-9)
+    if mode > 0:  # KL(U ‖ s̃) is dominated by the smallest value, which only ours keeps
+        assert got[keys[1]] > got[keys[0]] + 0.1
+
+
+@pytest.mark.parametrize("key", ["rho_spectrum", "rho_spectrum@x", "rho_spectrum_revisit@1.5"])
+def test_rho_spectrum_rejects_bad_modes(key):
+    with pytest.raises(ConfigError, match="--evaluation_metrics.*with an integer k"):
         metrics.build_metrics([key])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_embedding_statistics_agree_on_cpu_and_gpu():
     x, y = random_data(n=200, d=16, classes=10, seed=9)
-    keys = ["rho_spectrum@1", "rho_spectrum@-2", "dists@intra", "dists@inter"]
+    keys = ["rho_spectrum@1", "rho_spectrum@-2", "rho_spectrum_revisit@2", "dists@intra"]
     cpu = metrics.Evaluator(keys).compute(x, y)
     gpu = metrics.Evaluator(keys).compute(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
     assert [gpu[k] for k in keys] == pytest.approx([cpu[k] for k in keys], rel=1e-6)

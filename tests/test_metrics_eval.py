@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,20 +13,23 @@ import metrics
 
 
 def every_key() -> list[str]:
-    """One key per registered metric computable from embeddings alone (with @ where needed)."""
+    """Every registered metric computable from embeddings alone, each mode of those with one."""
     keys = []
     for name, cls in metrics.METRICS.items():
         if "model" in cls.requires:
             continue
         if name == "dists":
             keys += ["dists@intra", "dists@inter", "dists@intra_over_inter"]
-        elif name == "rho_spectrum":
-            keys += ["rho_spectrum@2", "rho_spectrum@-1"]
-        elif cls.arg_name == "k" and name != "mrr":
-            keys.append(f"{name}@2")
+        elif name.startswith("rho_spectrum"):
+            keys += [f"{name}@{mode}" for mode in (0, 1, 2, -1, 5)]
+        elif cls.arg_name == "k":
+            keys += [f"{name}@2"] + ([name] if name == "mrr" else [])
         else:
             keys.append(name)
     return keys
+
+
+ARRAY_KEYS = {"rho_spectrum@0", "rho_spectrum_revisit@0"}
 
 
 @pytest.mark.parametrize("with_masks", [False, True])
@@ -45,7 +49,10 @@ def test_eval_embeddings_serves_every_metric(tmp_path, with_masks):
     assert eval_cli.main([*args, "--output", str(output)]) == 0
     results = json.loads(output.read_text())
     assert list(results) == keys
-    assert all(isinstance(results[key], float) for key in keys)
+    assert all(isinstance(results[key], float) for key in keys if key not in ARRAY_KEYS)
+    # The whole normalised spectrum: min(N, D) = 8 values (the reference's CPU path: D − 1).
+    assert len(results["rho_spectrum@0"]) == 8 and len(results["rho_spectrum_revisit@0"]) == 7
+    assert sum(results["rho_spectrum@0"]) == pytest.approx(1.0)
     # Well-separated classes: every retrieval score is perfect.
     for key in ("e_recall@2", "c_recall@2", "mAP_R", "precision_at_1", "mrr", "r_precision"):
         assert results[key] == pytest.approx(1.0), key
@@ -57,3 +64,34 @@ def test_eval_embeddings_serves_every_metric(tmp_path, with_masks):
     )
     assert results["mAP_c"] == pytest.approx(np.mean(relevant / (relevant + 1)))
     assert 0.5 < results["nmi"] <= 1 and 0 < results["f1"] <= 1
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"labels": np.arange(4.0)}, "'labels' .* float64; expected integers"),
+        ({"embeddings": np.full((4, 2), np.nan)}, "'embeddings' .* holds NaN, infinite"),
+    ],
+)
+def test_eval_embeddings_rejects_bad_arrays(tmp_path, capsys, arrays, message):
+    content = {"embeddings": np.eye(4, 2, dtype=np.float32), "labels": np.arange(4)} | arrays
+    np.savez(tmp_path / "E.npz", **content)
+    assert eval_cli.main(["--embeddings", str(tmp_path / "E.npz")]) == 2
+    assert re.search(f"error: --embeddings: {message}", capsys.readouterr().err)
+
+
+def test_eval_embeddings_seeds_kmeans_with_seed(tmp_path, monkeypatch):
+    seeds = []
+    real = metrics.Evaluator.__init__
+
+    def recording(self, keys, **kwargs):
+        seeds.append(kwargs.get("kmeans_seed"))
+        real(self, keys, **kwargs)
+
+    monkeypatch.setattr(metrics.Evaluator, "__init__", recording)
+    labels = np.repeat(np.arange(3), 4)
+    np.savez(tmp_path / "E.npz", embeddings=np.eye(12, 4, dtype=np.float32), labels=labels)
+    for extra in ([], ["--seed", "5"]):
+        args = ["--embeddings", str(tmp_path / "E.npz"), "--evaluation_metrics", "nmi", *extra]
+        assert eval_cli.main(args) == 0
+    assert seeds == [0, 5]

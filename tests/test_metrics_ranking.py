@@ -76,6 +76,15 @@ def map_revisit(rows, cutoff):
     return mean([average_precision(rel, cutoff(r), r + 1) for rel, r in rows])
 
 
+def map_retrieved(rows, depth):
+    """DADA's truncated MAP: AP over the top ``depth`` divided by the hits found there."""
+    scores = []
+    for rel, _ in rows:
+        hits = int(rel[:depth].sum())
+        scores.append(average_precision(rel, depth, hits) if hits else 0.0)
+    return mean(scores)
+
+
 def mrr(rows, depth=None):
     depth = max((r for _, r in rows), default=0) if depth is None else depth
     scores = []
@@ -112,6 +121,8 @@ def slow_values(keys, x, y, query=None, gallery=None, optimistic=None):
             out[key] = mrr(rows, int(arg) if arg else None)
         elif base in ("mAP_c", "mAP_R_dada"):
             out[key] = map_revisit(rows, lambda r: r + 1)
+        elif base == "mAP_dada":
+            out[key] = map_retrieved(rows, int(arg) if arg else 50)
         elif base == "mAP_1000":
             out[key] = map_revisit(rows, lambda r: 1000)
         elif base == "mAP_lim":
@@ -139,6 +150,8 @@ KEYS = [
     "c_mAP_1000",
     "c_mAP_lim",
     "mAP_R_dada",
+    "mAP_dada",
+    "mAP_dada@4",
 ]
 
 

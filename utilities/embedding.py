@@ -55,10 +55,13 @@ def evaluate_dataset(
     precision: Precision,
     name: str,
     metric_device: torch.device | None = None,
-) -> dict[str, float]:
+    with_arrays: bool = False,
+) -> dict[str, Any]:
     """Metrics of one split; the query/gallery protocol when the dataset carries masks.
 
     The model runs on ``device``; the metrics on ``metric_device`` (default: ``device``).
+    ``{key: float}`` of the scalar metrics; ``with_arrays``: array-valued ones too, as lists
+    (``rho_spectrum@0``, for ``eval.py``'s JSON; the per-epoch logs take scalars only).
     """
     embeds = embed_dataset(
         model,
@@ -71,6 +74,7 @@ def evaluate_dataset(
     )
     embeds = embeds.to(metric_device or device)
     labels = torch.as_tensor(np.asarray(dataset.labels), device=embeds.device)
-    return evaluator.compute(
+    compute = evaluator.compute_all if with_arrays else evaluator.compute
+    return compute(
         embeds, labels, query=dataset.query, gallery=dataset.gallery, model=model, dataset=dataset
     )

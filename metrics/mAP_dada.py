@@ -1,0 +1,49 @@
+# ruff: noqa: N999  (the file is named after its registry key, mAP_dada)
+"""DADA's truncated In-Shop "MAP" (``mAP_dada``, ``mAP_dada@k``), kept with its published
+definition."""
+
+from __future__ import annotations
+
+import torch
+
+from metrics import METRICS
+from metrics.base import ROW_BLOCK, EvalInputs, Metric, positive_int_arg
+from metrics.ranking import mean_or_nan
+
+DEFAULT_DEPTH = 50
+
+
+@METRICS.register("mAP_dada")
+class DadaTruncatedMAP(Metric):
+    """DADA's In-Shop "MAP" over the top k (Ren et al., AAAI 2024; spec methods.md §B.6),
+    normalised by the relevant items *retrieved* in the top k, not by all of them.
+
+    With rel_i and P@i as in MAP@R and H_q = Σ_{i≤k} rel_i:
+
+        AP_q = (1/H_q) Σ_{i=1}^{k} P@i · rel_i  (0 when H_q = 0),   mean over all queries,
+
+    k = 50 for plain ``mAP_dada`` (DADA's top-50 evaluator). A query whose few relevant items
+    all come first scores 1 however many it misses, so this is not comparable with ``mAP_R``.
+    Euclidean ranking; on L2-normalised embeddings (DADA's default) the same as its cosine one.
+    """
+
+    requires = frozenset({"neighbours"})
+    arg_name = "k"
+
+    def __init__(self, arg: str | None = None) -> None:
+        self.arg = arg
+        self.k = DEFAULT_DEPTH if arg is None else positive_int_arg(self)
+
+    def depth(self, inputs: EvalInputs) -> int:
+        return self.k
+
+    def compute(self, inputs: EvalInputs) -> float:
+        rel = inputs.relevance(self.k, self.space)
+        ranks = torch.arange(1, self.k + 1, device=rel.device)
+        scores = torch.zeros(rel.shape[0], dtype=torch.float64, device=rel.device)
+        for start in range(0, rel.shape[0], ROW_BLOCK):
+            block = rel[start : start + ROW_BLOCK]
+            hits = block.cumsum(1, dtype=torch.float64)
+            total = (hits / ranks * block).sum(1)
+            scores[start : start + ROW_BLOCK] = total / hits[:, -1].clamp(min=1)
+        return mean_or_nan(scores)
