@@ -53,9 +53,10 @@ class Registry:
             return self._entries[key]
         raise ConfigError(self.unknown_key_message(key))
 
-    def unknown_key_message(self, key: str) -> str:
-        close = difflib.get_close_matches(key, self.keys(), n=1, cutoff=0.0)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+    def unknown_key_message(self, key: str, *spellings: str) -> str:
+        """One line naming the flag, the unknown ``key``, the closest valid key and all of them."""
+        close = closest_name(key, self.keys(), *spellings)
+        hint = f"; did you mean {close!r}?" if close else ""
         return f"{self.flag}: unknown {self.kind} {key!r}{hint} Valid: {', '.join(self.keys())}"
 
     def keys(self) -> list[str]:
@@ -84,6 +85,18 @@ class Registry:
             declare = getattr(component, "add_arguments", None)
             if declare is not None:
                 declare(group)
+
+
+def closest_name(name: str, valid: list[str], *spellings: str) -> str | None:
+    """The valid name meant by ``name``: one equal to it (or to one of the other ``spellings``)
+    up to case first (``NMI`` -> ``nmi``, ``qa`` -> ``QA``), else the most similar by
+    ``difflib`` ratio, case ignored; ``None`` when ``valid`` is empty."""
+    folded = {v.lower(): v for v in valid}
+    for spelling in (name, *spellings):
+        if spelling.lower() in folded:
+            return folded[spelling.lower()]
+    close = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=0.0)
+    return folded[close[0]] if close else None
 
 
 def import_components(package: str, path: list[str]) -> None:

@@ -8,11 +8,10 @@ building it, and `build(opt)` creates the model.
 from __future__ import annotations
 
 import argparse
-import difflib
 import itertools
 
 from architectures.input_spec import InputSpec
-from registry import Registry, import_components
+from registry import Registry, closest_name, import_components
 from utilities.errors import ConfigError
 
 ARCHITECTURES = Registry("architecture", "--arch")
@@ -45,8 +44,8 @@ def parse_arch(name: str) -> tuple[str, bool, bool]:
         suffixes = name[len(base) + 1 :].split("_") if name != base else []
         if all(s in SUFFIXES for s in suffixes) and len(set(suffixes)) == len(suffixes):
             return base, "frozen" in suffixes, "normalize" in suffixes
-    close = difflib.get_close_matches(name, valid_arch_names(), n=1, cutoff=0.0)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    close = closest_name(name, valid_arch_names())
+    hint = f"; did you mean {close!r}?" if close else ""
     raise ConfigError(
         f"--arch: unknown architecture {name!r}{hint} Expected one of "
         f"{', '.join(ARCHITECTURES.keys())} followed by any of the suffixes "

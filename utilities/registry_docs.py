@@ -13,6 +13,7 @@ import pathlib
 import sys
 
 import architectures
+import attacks
 import batch_mining
 import criteria
 import datasampler
@@ -51,6 +52,9 @@ def component_flags(component: object) -> str:
             else:
                 default = "" if action.default is None else f" {action.default}"
                 flags.append(f"`{action.option_strings[0]}{default}`")
+    string_keys = getattr(component, "keys", ())
+    if isinstance(string_keys, tuple) and string_keys:  # an attack's own attack-string keys
+        flags.append("string keys " + ", ".join(f"`{key}=`" for key in string_keys))
     dataset_defaults = getattr(component, "defaults", {})
     if dataset_defaults:
         shown = ", ".join(f"`--{name} {value}`" for name, value in dataset_defaults.items())
@@ -76,6 +80,7 @@ def registry_section() -> str:
         registry_table("Architectures", architectures.ARCHITECTURES),
         registry_table("Datasets", datasets.DATASETS),
         registry_table("Metrics", metrics.METRICS),
+        registry_table("Adversarial ranking attacks", attacks.ATTACKS),
     ]
     return "\n\n".join([BEGIN, *tables, END])
 
