@@ -463,7 +463,7 @@ def test_parametric_flags_are_defined_and_checked() -> None:
 def test_mines_on_the_embeddings_device(key: str) -> None:
     embeds, labels = make_batch()
     miner = batch_mining.build(make_opt(batch_mining=key))
-    mined = miner(embeds.cuda(), labels)  # CPU labels, as the DataLoader gives them
-    assert mined.device == embeds.cuda().device and len(mined) > 0
+    mined = miner(embeds.to("cuda"), labels)  # CPU labels, as the DataLoader gives them
+    assert mined.device == embeds.to("cuda").device and len(mined) > 0
     if miner.triplet_rule != "shuffled_labels":
         assert_rule(miner, mined.cpu(), labels)

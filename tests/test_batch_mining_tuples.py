@@ -200,6 +200,6 @@ def test_pack_and_unpack_round_trip() -> None:
 def test_mines_on_the_embeddings_device(key: str) -> None:
     embeds, labels = make_batch(LABELS)
     torch.manual_seed(0)
-    mined = mine(key, embeds.cuda(), labels)
+    mined = mine(key, embeds.to("cuda"), labels)
     assert mined.device.type == "cuda"
     assert decode(mined.cpu()).keys() == naive_sets(LABELS).keys()

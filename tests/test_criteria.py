@@ -425,8 +425,8 @@ def test_gradients_match_finite_differences(key: str, overrides: dict) -> None:
 def test_runs_on_the_embeddings_device(key: str) -> None:
     """This module's losses on CUDA embeddings with CPU labels (as the DataLoader gives them)."""
     embeds, labels = make_batch()
-    crit = build(key).cuda()
-    cuda_embeds = embeds.detach().cuda().requires_grad_(True)
+    crit = build(key).to("cuda")
+    cuda_embeds = embeds.detach().to("cuda").requires_grad_(True)
     loss = crit(cuda_embeds, labels)
     loss.backward()
     assert loss.device == cuda_embeds.device and torch.isfinite(cuda_embeds.grad).all()

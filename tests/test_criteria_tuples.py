@@ -356,7 +356,7 @@ def test_no_parameters(key: str) -> None:
 @pytest.mark.parametrize("key", TUPLE_LOSSES)
 def test_runs_on_the_embeddings_device(key: str) -> None:
     embeds, labels = make_batch(LABELS, seed=10)
-    on_device = embeds.detach().cuda().requires_grad_(True)
+    on_device = embeds.detach().to("cuda").requires_grad_(True)
     crit = build(key)
     mined = crit.miner(on_device, labels)
     assert mined.device == on_device.device

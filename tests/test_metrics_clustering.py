@@ -217,7 +217,9 @@ def test_embedding_statistics_agree_on_cpu_and_gpu():
     x, y = random_data(n=200, d=16, classes=10, seed=9)
     keys = ["rho_spectrum@1", "rho_spectrum@-2", "rho_spectrum_revisit@2", "dists@intra"]
     cpu = metrics.Evaluator(keys).compute(x, y)
-    gpu = metrics.Evaluator(keys).compute(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    gpu = metrics.Evaluator(keys).compute(
+        torch.from_numpy(x).to("cuda"), torch.from_numpy(y).to("cuda")
+    )
     assert [gpu[k] for k in keys] == pytest.approx([cpu[k] for k in keys], rel=1e-6)
 
 

@@ -133,7 +133,7 @@ def test_clustering_metrics_cluster_the_queries_under_query_gallery():
 def test_cuda_clusters_stay_on_the_embeddings_device(backend):
     x, y = clustered()
     got = metrics.Evaluator(["nmi", "c_f1"], backend=backend).prepare(
-        torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
+        torch.from_numpy(x).to("cuda"), torch.from_numpy(y).to("cuda")
     )
     assert got.cluster_ids.is_cuda and got.cosine_cluster_ids.is_cuda
 
