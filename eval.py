@@ -264,7 +264,11 @@ def format_table(results: dict[str, float | list[float]]) -> str:
     width = max(len(name) for name in results)
     return "\n".join(
         f"{name:<{width}}  "
-        + (f"{value:.4f}" if isinstance(value, float) else f"[{len(value)} values, in the JSON]")
+        + (
+            f"{value:.4f}"
+            if isinstance(value, float)
+            else f"[{len(value)} values; --output writes them]"
+        )
         for name, value in results.items()
     )
 

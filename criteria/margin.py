@@ -22,7 +22,8 @@ class MarginLoss(Criterion):
         L = ( Σ_T ( [d(a,p) − β_{y_a} + α]₊ + [β_{y_a} − d(a,n) + α]₊ ) + ν · Σ_T β_{y_a} )
             / #{non-zero terms}      (divisor 1 when no term is non-zero)
 
-    The β regulariser ν·β_{y_a} per triplet shares the loss's divisor, as in the authors'
+    The β regulariser ν·β_{y_a} per triplet (learnable β only; a constant β has nothing to
+    regularise) shares the loss's divisor, as in the authors'
     implementation (``(sum(pos_loss + neg_loss) + nu * sum(beta)) / pair_cnt``). (The reference
     crashes with a NameError when ν > 0; its intent, ν·Σ_T β added after the division, was never
     run, so no published number depends on it.)
@@ -94,7 +95,7 @@ class MarginLoss(Criterion):
         else:
             active = (pull > 0).sum() + (push > 0).sum()
         total = (pull + push).sum()
-        if self.nu:
+        if self.nu and isinstance(self.beta, nn.Parameter):  # a constant β has nothing to learn
             total = total + self.nu * beta.sum()
         return total / active.clamp_min(1)
 

@@ -26,7 +26,10 @@ def gaussian_fit(embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
     """Symmetric square root of a positive semi-definite matrix (negative eigenvalues → 0)."""
     values, vectors = (torch.from_numpy(a) for a in np.linalg.eigh(host(matrix)))
-    values, vectors = values.to(matrix.device), vectors.to(matrix.device)
+    values, vectors = (
+        values.to(matrix.device, matrix.dtype),
+        vectors.to(matrix.device, matrix.dtype),
+    )
     return (vectors * values.clamp_min(0).sqrt().unsqueeze(-2)) @ vectors.transpose(-1, -2)
 
 

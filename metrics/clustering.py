@@ -145,9 +145,10 @@ def _split_for_empty(
     """Give every empty cluster a perturbed copy of a populated centroid (in place).
 
     faiss's rule: the donor is drawn with probability proportional to its size minus one (a
-    singleton is never split), and donor and copy move apart by ±1/1024 per coordinate. Distinct
-    donors while enough clusters have two or more points (faiss updates the sizes after each
-    split; drawing without replacement is the vectorised equivalent).
+    singleton is never split), and donor and copy move apart by the factors (1 ± 1/1024) per
+    coordinate. Here the donors are distinct while enough clusters have two or more points
+    (drawn without replacement, vectorised), where faiss halves a donor's size after each split
+    and so may let a large cluster donate twice.
     """
     empty = (counts == 0).nonzero().squeeze(1)
     if empty.numel() == 0:

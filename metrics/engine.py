@@ -82,7 +82,9 @@ class Evaluator:
         ``model``/``dataset``: where the embeddings came from, for metrics requiring ``"model"``.
         Array-valued keys (``rho_spectrum@0``) are left out; :meth:`compute_all` returns them.
         """
-        values = self.compute_all(embeddings, labels, query, gallery, model=model, dataset=dataset)
+        values = self.compute_all(
+            embeddings, labels, query, gallery, model=model, dataset=dataset, scalars_only=True
+        )
         return {key: value for key, value in values.items() if isinstance(value, float)}
 
     def compute_all(
@@ -94,8 +96,10 @@ class Evaluator:
         *,
         model: torch.nn.Module | None = None,
         dataset: Any = None,
+        scalars_only: bool = False,
     ) -> dict[str, float | list[float]]:
-        """As :meth:`compute`, with array-valued keys as lists of floats (``eval.py``'s JSON)."""
+        """As :meth:`compute`, with array-valued keys as lists of floats (``eval.py``'s JSON);
+        ``scalars_only`` skips the array-valued metrics without computing them."""
         needs_model = [m.key for m in self.metrics if "model" in m.requires]
         if needs_model and (model is None or dataset is None):
             raise ConfigError(
@@ -106,6 +110,8 @@ class Evaluator:
         inputs.model, inputs.dataset, inputs.seed = model, dataset, self.kmeans_seed
         values: dict[str, float | list[float]] = {}
         for metric in self.metrics:
+            if scalars_only and not metric.scalar:
+                continue
             value = metric.compute(inputs)
             if metric.scalar:
                 values[metric.key] = float(value)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from metrics import METRICS
-from metrics.base import ROW_BLOCK, EvalInputs, Metric, positive_int_arg
-from metrics.ranking import mean_or_nan
+from metrics.base import EvalInputs, Metric, positive_int_arg
+from metrics.ranking import average_precisions, mean_or_nan
 
 DEFAULT_DEPTH = 50
 
@@ -38,12 +38,7 @@ class DadaTruncatedMAP(Metric):
         return self.k
 
     def compute(self, inputs: EvalInputs) -> float:
-        rel = inputs.relevance(self.k, self.space)
-        ranks = torch.arange(1, self.k + 1, device=rel.device)
-        scores = torch.zeros(rel.shape[0], dtype=torch.float64, device=rel.device)
-        for start in range(0, rel.shape[0], ROW_BLOCK):
-            block = rel[start : start + ROW_BLOCK]
-            hits = block.cumsum(1, dtype=torch.float64)
-            total = (hits / ranks * block).sum(1)
-            scores[start : start + ROW_BLOCK] = total / hits[:, -1].clamp(min=1)
-        return mean_or_nan(scores)
+        retrieved = inputs.relevance(self.k, self.space).sum(1)  # H_q
+        cutoff = torch.full_like(retrieved, self.k)
+        precisions = average_precisions(inputs, cutoff, retrieved.clamp(min=1), self.space)
+        return mean_or_nan(precisions)

@@ -279,6 +279,19 @@ def test_margin_nu_regulariser_gradient_on_beta() -> None:
     assert torch.allclose(grads[0.5] - grads[0.0], 0.5 * counts / active, atol=1e-6)
 
 
+def test_margin_nu_leaves_a_constant_beta_alone() -> None:
+    """ν regularises a learnable β only (as Wu et al.): with a constant β it adds nothing."""
+    embeds, labels = make_batch(seed=2)
+    torch.manual_seed(0)
+    mined = build("margin").miner(embeds, labels)
+    losses = []
+    for nu in (0.0, 0.5):
+        crit = build("margin", loss_margin_beta_constant=True, loss_margin_nu=nu)
+        crit.miner = FixedMiner(mined)
+        losses.append(crit(embeds, labels).item())
+    assert losses[0] > 0 and losses[0] == losses[1]
+
+
 def test_margin_beta_indexed_by_anchor_class() -> None:
     embeds, labels = make_batch(seed=3)
     crit = build("margin")
