@@ -190,11 +190,12 @@ def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float | list[floa
         f"{path}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}, "
         f"metrics on {device}"
     )
-    return evaluator.compute_all(
+    return evaluator.compute(
         torch.from_numpy(embeddings.astype(np.float32)).to(device),
         torch.from_numpy(labels.astype(np.int64)).to(device),
         query=masks.get("query"),
         gallery=masks.get("gallery"),
+        with_arrays=True,
     )
 
 

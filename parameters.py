@@ -245,15 +245,16 @@ def validate(opt: argparse.Namespace) -> None:
     datasampler.SAMPLERS.get(opt.data_sampler)
     if criteria.CRITERIA.get(opt.loss).requires_batchminer:
         batch_mining.MINERS.get(opt.batch_mining)
-    arrays = [m.key for m in metrics.build_metrics(opt.evaluation_metrics) if not m.scalar]
+    arrays = {m.key for m in metrics.build_metrics(opt.evaluation_metrics) if not m.scalar}
     missing = [m for m in opt.storage_metrics if m not in opt.evaluation_metrics]
     if missing:
         raise ConfigError(
             f"--storage_metrics: {', '.join(missing)} not among --evaluation_metrics "
             f"({' '.join(opt.evaluation_metrics)})"
         )
-    if set(opt.storage_metrics) & set(arrays):
+    stored_arrays = sorted(arrays.intersection(opt.storage_metrics))
+    if stored_arrays:
         raise ConfigError(
-            f"--storage_metrics: {', '.join(sorted(set(opt.storage_metrics) & set(arrays)))} "
-            "is an array, not a score; expected scalar metrics"
+            f"--storage_metrics: {', '.join(stored_arrays)} is an array, not a score; expected "
+            "scalar metrics"
         )

@@ -149,7 +149,7 @@ class Metric:
     ("euclidean", or "cosine" for the ``c_*`` metrics); its ``requires`` names that space's inputs.
     ``scalar`` is False for a metric whose value is an array (``rho_spectrum@0``, the whole
     spectrum): ``compute`` then returns a 1-D tensor, which :meth:`metrics.Evaluator.compute`
-    leaves out of the scalar results (the per-epoch logs) and ``compute_all`` returns as a list.
+    skips (the per-epoch logs) unless ``with_arrays`` asks for it as a list.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset()

@@ -75,31 +75,15 @@ class Evaluator:
         *,
         model: torch.nn.Module | None = None,
         dataset: Any = None,
-    ) -> dict[str, float]:
-        """``{key: value}`` for every requested scalar key, in the order requested.
+        with_arrays: bool = False,
+    ) -> dict[str, float | list[float]]:
+        """``{key: value}`` for every requested key, in the order requested.
 
         embeddings N×D; labels (N,) integer; query/gallery boolean (N,) masks or None;
         ``model``/``dataset``: where the embeddings came from, for metrics requiring ``"model"``.
-        Array-valued keys (``rho_spectrum@0``) are left out; :meth:`compute_all` returns them.
+        Values are floats. Array-valued keys (``rho_spectrum@0``) are skipped without being
+        computed, unless ``with_arrays`` asks for them as lists of floats (``eval.py``'s JSON).
         """
-        values = self.compute_all(
-            embeddings, labels, query, gallery, model=model, dataset=dataset, scalars_only=True
-        )
-        return {key: value for key, value in values.items() if isinstance(value, float)}
-
-    def compute_all(
-        self,
-        embeddings: torch.Tensor | np.ndarray,
-        labels: torch.Tensor | np.ndarray,
-        query: Any = None,
-        gallery: Any = None,
-        *,
-        model: torch.nn.Module | None = None,
-        dataset: Any = None,
-        scalars_only: bool = False,
-    ) -> dict[str, float | list[float]]:
-        """As :meth:`compute`, with array-valued keys as lists of floats (``eval.py``'s JSON);
-        ``scalars_only`` skips the array-valued metrics without computing them."""
         needs_model = [m.key for m in self.metrics if "model" in m.requires]
         if needs_model and (model is None or dataset is None):
             raise ConfigError(
@@ -110,7 +94,7 @@ class Evaluator:
         inputs.model, inputs.dataset, inputs.seed = model, dataset, self.kmeans_seed
         values: dict[str, float | list[float]] = {}
         for metric in self.metrics:
-            if scalars_only and not metric.scalar:
+            if not (metric.scalar or with_arrays):
                 continue
             value = metric.compute(inputs)
             if metric.scalar:

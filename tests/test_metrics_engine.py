@@ -44,7 +44,7 @@ def test_each_shared_input_is_computed_once_per_space(monkeypatch, with_masks):
     if with_masks:
         masks = {"query": np.arange(120) % 2 == 0, "gallery": np.arange(120) % 2 == 1}
     keys = every_key()
-    got = metrics.Evaluator(keys).compute_all(x, y, **masks)
+    got = metrics.Evaluator(keys).compute(x, y, **masks, with_arrays=True)
     assert list(got) == keys
     # One search per space, as deep as the deepest reader (mAP_1000 and c_mAP_1000: 1000; the
     # search caps it at the gallery), and one k-means per space.
@@ -60,7 +60,7 @@ def test_array_valued_keys_stay_out_of_the_scalar_results(monkeypatch):
         monkeypatch.setattr(metric, "compute", lambda inputs: pytest.fail("array metric ran"))
     scalars = evaluator.compute(x, y)
     monkeypatch.undo()
-    everything = evaluator.compute_all(x, y)
+    everything = evaluator.compute(x, y, with_arrays=True)
     assert list(scalars) == ["e_recall@1"]
     assert list(everything) == ["rho_spectrum@0", "e_recall@1", "rho_spectrum_revisit@0"]
     s = np.linalg.svd(x.astype(np.float64), compute_uv=False)

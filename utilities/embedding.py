@@ -74,7 +74,12 @@ def evaluate_dataset(
     )
     embeds = embeds.to(metric_device or device)
     labels = torch.as_tensor(np.asarray(dataset.labels), device=embeds.device)
-    compute = evaluator.compute_all if with_arrays else evaluator.compute
-    return compute(
-        embeds, labels, query=dataset.query, gallery=dataset.gallery, model=model, dataset=dataset
+    return evaluator.compute(
+        embeds,
+        labels,
+        query=dataset.query,
+        gallery=dataset.gallery,
+        model=model,
+        dataset=dataset,
+        with_arrays=with_arrays,
     )
