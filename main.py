@@ -27,8 +27,10 @@ import architectures
 import criteria
 import datasampler
 import datasets
+import defenses
 import metrics
 import parameters
+from defenses.base import NonFiniteLossError, TrainingStep
 from utilities.checkpoint import load_checkpoint, plain_options, save_checkpoint
 from utilities.device import select_device
 from utilities.embedding import embed_dataset, evaluate_dataset
@@ -39,7 +41,6 @@ from utilities.optimization import build_optimizer, build_scheduler
 from utilities.precision import Precision
 from utilities.run_setup import make_run_dir, resumed_options, write_json
 from utilities.seeding import rng_state, seed_everything, set_rng_state
-from utilities.training_step import StandardStep
 
 
 def train(argv: Sequence[str] | None = None) -> dict[str, float]:
@@ -82,7 +83,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
     optimizer = build_optimizer(opt, model, criterion)
     scheduler = build_scheduler(opt, optimizer)
     precision = Precision(opt.amp, device)
-    step = StandardStep(model, criterion, precision)
+    step = defenses.build(opt, model, criterion, optimizer, precision)
     evaluator = metrics.Evaluator(opt.evaluation_metrics, kmeans_seed=opt.seed)
 
     log = RunLog(run_dir)
@@ -103,7 +104,8 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
     print(
         f"{opt.dataset}: {len(data.train)} train / {len(data.test)} test images, "
         f"{opt.n_classes} train classes | loss {opt.loss}"
-        f"{' + ' + opt.batch_mining if criterion.requires_batchminer else ''} | {opt.arch} "
+        f"{' + ' + opt.batch_mining if criterion.requires_batchminer else ''} | "
+        f"defense {opt.defense} | {opt.arch} "
         f"({sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable) | "
         f"device {device} | run folder {run_dir}"
     )
@@ -112,7 +114,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
     for epoch in range(start_epoch + 1, opt.n_epochs + 1):
         started = time.time()
         refresh_sampler_embeddings(sampler, model, data.evaluation, device, precision, opt)
-        loss = train_one_epoch(step, train_loader, optimizer, precision, device, epoch, opt)
+        terms = train_one_epoch(step, train_loader, device, epoch, opt)
         train_time = time.time() - started
         last_results = {
             split: evaluate_dataset(
@@ -136,7 +138,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
             for name in opt.storage_metrics
             if (best := log.best(split, name)) is None or values[name] > best
         ]
-        log.log("Train", epoch, {"loss": loss, "time": train_time, **last_results.get("Train", {})})
+        log.log("Train", epoch, {**terms, "time": train_time, **last_results.get("Train", {})})
         for split, values in last_results.items():
             if split != "Train":
                 log.log(split, epoch, values)
@@ -162,9 +164,9 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
             wandb_id=online.run_id,
         )
         log.write()
-        online.log(flat_metrics(loss, last_results), epoch)
+        online.log(flat_metrics(terms, last_results), epoch)
         print(
-            f"epoch {epoch}/{opt.n_epochs}: loss {loss:.4f} ({train_time:.1f}s) | "
+            f"epoch {epoch}/{opt.n_epochs}: loss {terms['loss']:.4f} ({train_time:.1f}s) | "
             + " | ".join(f"{s} {format_metrics(v)}" for s, v in last_results.items())
         )
 
@@ -180,31 +182,36 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
 
 
 def train_one_epoch(
-    step: StandardStep,
+    step: TrainingStep,
     loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    precision: Precision,
     device: torch.device,
     epoch: int,
     opt: argparse.Namespace,
-) -> float:
-    """One pass of ``len(loader)`` batches; returns the mean loss. A non-finite loss stops."""
+) -> dict[str, float]:
+    """One pass of ``len(loader)`` batches, one ``step`` call each; returns the mean of every
+    term the step reports (``loss`` first) over the batches that reported it. A non-finite
+    loss stops."""
     step.model.train()
-    total = torch.zeros((), device=device)
+    totals: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
     progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
     for index, (images, labels, _) in enumerate(progress, start=1):
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        loss = step(images, labels)
-        if not torch.isfinite(loss):
+        try:
+            terms = step(images, labels)
+        except NonFiniteLossError as error:
             raise TrainingError(
-                f"non-finite loss ({loss.item()}) at epoch {epoch}, step {index} with --loss "
-                f"{opt.loss}; training stopped, the last good checkpoint is left intact"
-            )
-        precision.backward_and_step(loss, optimizer)
-        total += loss.detach()
-    return total.item() / max(len(loader), 1)
+                f"non-finite loss ({error.value}) at epoch {epoch}, step {index} with --loss "
+                f"{opt.loss} and --defense {opt.defense}; training stopped, the last good "
+                "checkpoint is left intact"
+            ) from None
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0) + value.detach()
+            counts[name] = counts.get(name, 0) + 1
+        progress.set_postfix(passes=step.passes, refresh=False)
+    means = {name: float(total) / counts[name] for name, total in totals.items()}
+    return {"loss": means.pop("loss", math.nan), **means}
 
 
 def refresh_sampler_embeddings(
@@ -234,8 +241,8 @@ def format_metrics(values: dict[str, float]) -> str:
     return " ".join(f"{name}={value:.4f}" for name, value in values.items())
 
 
-def flat_metrics(loss: float, results: dict[str, dict[str, float]]) -> dict[str, Any]:
-    flat: dict[str, Any] = {"Train: loss": loss}
+def flat_metrics(terms: dict[str, float], results: dict[str, dict[str, float]]) -> dict[str, Any]:
+    flat: dict[str, Any] = {f"Train: {name}": value for name, value in terms.items()}
     for split, values in results.items():
         flat.update({f"{split}: {name}": value for name, value in values.items()})
     return {k: v for k, v in flat.items() if not (isinstance(v, float) and math.isnan(v))}

@@ -23,7 +23,11 @@ import batch_mining
 import criteria
 import datasampler
 import datasets
+import defenses
 import metrics
+from defenses import adversary
+from defenses.grammar import resolve_defense
+from utilities import robrank_command
 from utilities.errors import ConfigError
 
 DEFAULT_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "nmi", "f1", "mAP_R"]
@@ -99,6 +103,12 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--optim", default="adam", choices=["adam", "sgd"], help="optimizer")
     group.add_argument("--loss", default="margin", help="loss key (criteria/)")
     group.add_argument("--batch_mining", default="distance", help="batch miner key (batch_mining/)")
+    group.add_argument(
+        "--defense",
+        default="none",
+        help="training step (defenses/): none, est, act, hm, or robrank's model-name grammar "
+        "[g](rh|hm)(kl|l2|et)<src><dst>[i], e.g. ghmetsmi",
+    )
     group.add_argument("--embed_dim", type=int, default=128, help="embedding dimension")
     group.add_argument(
         "--not_pretrained", action="store_true", help="random initialisation instead of ImageNet"
@@ -174,6 +184,19 @@ def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def defense_parameters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("adversarial training (every --defense but none)")
+    adversary.add_arguments(group)
+    group.add_argument(
+        robrank_command.FLAG,
+        dest="robrank_command",
+        metavar="DATASET:MODEL:LOSS",
+        default=None,
+        help="a robrank command string (mnist:rc2f2p:ptripletN, cub:rres18ghmetsmi:ptripletN), "
+        "translated into these flags and printed; flags given with it override the translation",
+    )
+
+
 def wandb_parameters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Weights & Biases")
     group.add_argument(
@@ -194,12 +217,14 @@ def build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
     )
     basic_training_parameters(parser)
     batch_creation_parameters(parser)
+    defense_parameters(parser)
     wandb_parameters(parser)
     datasets.DATASETS.add_arguments(parser, "dataset-specific")
     architectures.ARCHITECTURES.add_arguments(parser, "architecture-specific")
     datasampler.SAMPLERS.add_arguments(parser, "sampler-specific")
     batch_mining.MINERS.add_arguments(parser, "miner-specific")
     criteria.CRITERIA.add_arguments(parser, "loss-specific")
+    defenses.DEFENSES.add_arguments(parser, "defense-specific")
     return parser
 
 
@@ -216,6 +241,9 @@ def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Parse, apply dataset defaults to flags not given, validate. Returns (opt, explicit flags)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv, translation = robrank_command.expand(argv)
+    if translation:
+        print(translation)
     parser = build_parser()
     opt = parser.parse_args(argv)
     explicit = explicit_flags(parser, argv)
@@ -223,6 +251,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, s
     for name, value in datasets.dataset_defaults(opt.dataset).items():
         if name not in explicit:
             setattr(opt, name, value)
+    resolve_defense(opt, explicit)
     validate(opt)
     return opt, explicit
 
@@ -245,6 +274,7 @@ def validate(opt: argparse.Namespace) -> None:
     datasampler.SAMPLERS.get(opt.data_sampler)
     if criteria.CRITERIA.get(opt.loss).requires_batchminer:
         batch_mining.MINERS.get(opt.batch_mining)
+    defenses.validate(opt)
     arrays = {m.key for m in metrics.build_metrics(opt.evaluation_metrics) if not m.scalar}
     missing = [m for m in opt.storage_metrics if m not in opt.evaluation_metrics]
     if missing:

@@ -7,6 +7,9 @@ Goodfellow et al., ICLR 2015), as robrank's AdvRank runs it (robustness.md §2.1
 
 L is minimised (objectives to maximise are negated by the attack). Images live in [0,1] pixel
 space; the architecture normalises inside its forward pass, so ε is a pixel-space radius.
+With a stop tolerance τ the loop ends after step t when |L(xᵗ⁻¹) − L(xᵗ⁻²)| < τ (robrank's HM
+"saturation" stop). The attacks of ``attacks/`` and the adversarial-training defenses of
+``defenses/`` all run this one engine.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import torch
 @dataclass
 class PGDResult:
     """``adversarial``: the final iterate xᵀ; ``penultimate``: xᵀ⁻¹ (the last image whose
-    gradient was taken, robrank's ES:D quirk)."""
+    gradient was taken, robrank's ES:D quirk); ``iterations``: the steps taken (T, fewer after
+    an early stop)."""
 
     adversarial: torch.Tensor
     penultimate: torch.Tensor
+    iterations: int
 
 
 def pgd(
@@ -35,6 +40,7 @@ def pgd(
     steps: int,
     random_start: bool = False,
     generator: torch.Generator | None = None,
+    stop_tolerance: float | None = None,
 ) -> PGDResult:
     """Minimise ``loss(x)`` (a scalar) over the L∞ ball of radius ``eps`` around ``images``
     (B×C×H×W in [0,1]) intersected with [0,1], by ``steps`` signed-gradient steps.
@@ -51,9 +57,18 @@ def pgd(
         current = (images + eps * (2.0 * noise - 1.0)).clamp(0.0, 1.0)
     step = eps if steps == 1 else alpha
     previous = current
+    last_value: float | None = None
+    iterations = 0
     for _ in range(steps):
         previous = current.detach().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(loss(previous), previous)
+        value = loss(previous)
+        (gradient,) = torch.autograd.grad(value, previous)
         previous = previous.detach()
         current = torch.minimum(torch.maximum(previous - step * gradient.sign(), lower), upper)
-    return PGDResult(adversarial=current.detach(), penultimate=previous)
+        iterations += 1
+        if stop_tolerance is not None:
+            now = value.item()
+            if last_value is not None and abs(now - last_value) < stop_tolerance:
+                break
+            last_value = now
+    return PGDResult(adversarial=current.detach(), penultimate=previous, iterations=iterations)

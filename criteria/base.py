@@ -5,6 +5,11 @@ kinds it consumes in ``miner_outputs`` (see ``batch_mining.base.BatchMiner.outpu
 ``allowed_miners`` are then every registered miner of those kinds, so new miners become usable
 without touching the losses. A loss that accepts only particular miners overrides
 ``allowed_miners`` with a plain tuple of keys.
+
+A mining loss also accepts tuples mined elsewhere: the context entry ``mined=T`` in
+``criterion(embeds, labels, mined=T)`` makes it skip its own miner and compute the loss on ``T``
+(indices into ``embeds``, of the kind the loss consumes). A defense uses this to mine on benign
+embeddings and apply the loss to adversarial ones.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ class AllowedMiners:
 class Criterion(nn.Module):
     """Base class: ``criterion(embeds B×D, labels B, **context) -> scalar loss``.
 
-    ``context`` carries optional extras of the training step (e.g. ``features``); losses ignore
-    what they do not use. ``param_groups()`` lists the loss's own parameters for the optimizer.
+    ``context`` carries optional extras of the training step (``features``; ``mined``: tuples
+    mined elsewhere, see :meth:`tuples`); losses ignore what they do not use.
+    ``param_groups()`` lists the loss's own parameters for the optimizer.
     """
 
     requires_batchminer = False
@@ -47,6 +53,15 @@ class Criterion(nn.Module):
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def tuples(
+        self, embeds: torch.Tensor, labels: torch.Tensor, mined: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The tuples a mining loss is computed on: ``mined`` when given (indices into
+        ``embeds``, mined elsewhere), else what the loss's own miner finds in ``embeds``."""
+        if mined is not None:
+            return mined.to(embeds.device)
+        return self.miner(embeds, labels.to(embeds.device))
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups of the loss's own parameters (lr set, weight_decay 0)."""

@@ -57,7 +57,7 @@ class LiftedLoss(Criterion):
         )
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
-        mined = self.miner(embeds, labels.to(embeds.device))
+        mined = self.tuples(embeds, labels, context.get("mined"))
         if len(mined) == 0:
             return zero_loss(embeds)
         anchors, positives, negatives = split_anchor_sets(mined)

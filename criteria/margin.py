@@ -78,7 +78,7 @@ class MarginLoss(Criterion):
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
         labels = labels.to(embeds.device)
-        mined = self.miner(embeds, labels)
+        mined = self.tuples(embeds, labels, context.get("mined"))
         if len(mined) == 0:
             return zero_loss(embeds)
         anchor = embeds[mined[:, 0]]

@@ -80,7 +80,7 @@ class NPairLoss(Criterion):
         )
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
-        mined = self.miner(embeds, labels.to(embeds.device))
+        mined = self.tuples(embeds, labels, context.get("mined"))
         if len(mined) == 0:
             return zero_loss(embeds)
         if self.embed_scale != 1.0:

@@ -61,7 +61,7 @@ class QuadrupletLoss(Criterion):
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
         labels = labels.to(embeds.device)
-        mined = self.miner(embeds, labels)
+        mined = self.tuples(embeds, labels, context.get("mined"))
         if len(mined) == 0:
             return zero_loss(embeds)
         anchor, positive, negative = mined.T

@@ -1,4 +1,4 @@
-"""Triplet loss (reference ``criteria/triplet.py``)."""
+"""Triplet loss (reference ``criteria/triplet.py``; robrank's ``ptriplet{E,N,C}``)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,27 @@ import argparse
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from batch_mining.base import BatchMiner
 from criteria import CRITERIA
-from criteria.base import Criterion, zero_loss
+from criteria.base import Criterion, distances, zero_loss
+
+DISTANCES = ("squared", "euclidean", "cosine")
 
 
 @CRITERIA.register("triplet")
 class TripletLoss(Criterion):
-    """Triplet loss (Schroff et al., "FaceNet", CVPR 2015) on mined triplets T, with squared
-    distances as in the reference:
+    """Triplet loss (Schroff et al., "FaceNet", CVPR 2015) on mined triplets T:
 
-        L = mean_{(a,p,n) ∈ T} [ ‖x_a − x_p‖² − ‖x_a − x_n‖² + m ]₊
+        L = mean_{(a,p,n) ∈ T} [ d(x_a, x_p) − d(x_a, x_n) + m ]₊
+
+    with d chosen by ``--loss_triplet_distance``:
+
+    - ``squared`` (default, the Revisiting-DML reference): d = ‖x − y‖²;
+    - ``euclidean`` (robrank's ``ptripletE``/``ptripletN``, PyTorch's ``triplet_margin_loss``):
+      d = sqrt(‖x − y‖² + 1e-8);
+    - ``cosine`` (robrank's ``ptripletC``): d = 1 − cos(x, y).
     """
 
     requires_batchminer = True
@@ -25,6 +34,7 @@ class TripletLoss(Criterion):
     def __init__(self, opt: argparse.Namespace, miner: BatchMiner | None = None) -> None:
         super().__init__(opt, miner)
         self.margin = opt.loss_triplet_margin
+        self.distance = opt.loss_triplet_distance
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -34,12 +44,27 @@ class TripletLoss(Criterion):
             default=0.2,
             help="triplet margin m (also the semihard miner's window with --loss triplet)",
         )
+        group.add_argument(
+            "--loss_triplet_distance",
+            choices=DISTANCES,
+            default="squared",
+            help="d of the triplet loss: squared Euclidean (the Revisiting-DML reference), "
+            "euclidean (robrank's ptripletN/E) or cosine (1 − cos, robrank's ptripletC)",
+        )
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
-        mined = self.miner(embeds, labels.to(embeds.device))
+        mined = self.tuples(embeds, labels, context.get("mined"))
         if len(mined) == 0:
             return zero_loss(embeds)
         anchor, positive, negative = embeds[mined[:, 0]], embeds[mined[:, 1]], embeds[mined[:, 2]]
-        d_ap = (anchor - positive).pow(2).sum(1)
-        d_an = (anchor - negative).pow(2).sum(1)
+        d_ap = self.pair_distance(anchor, positive)
+        d_an = self.pair_distance(anchor, negative)
         return (d_ap - d_an + self.margin).clamp_min(0).mean()
+
+    def pair_distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Row-wise d(x_i, y_i) of ``--loss_triplet_distance``."""
+        if self.distance == "squared":
+            return (x - y).pow(2).sum(1)
+        if self.distance == "euclidean":
+            return distances(x, y)
+        return 1.0 - F.cosine_similarity(x, y, dim=1)

@@ -66,6 +66,19 @@ def test_pgd_penultimate_iterate_and_zero_steps():
     assert torch.equal(none.adversarial, images)
 
 
+def test_pgd_early_stop_when_the_loss_stops_changing():
+    images = torch.rand(2, 1, 4, 4)
+    weights = torch.randn(16)
+    # A loss that saturates at 0: once every pixel sits on its bound the loss no longer changes.
+    saturating = lambda x: (x.flatten(1) @ weights).clamp(min=-0.5).sum()  # noqa: E731
+    full = pgd(saturating, images, eps=0.3, alpha=0.1, steps=20)
+    stopped = pgd(saturating, images, eps=0.3, alpha=0.1, steps=20, stop_tolerance=1e-7)
+    assert full.iterations == 20 and stopped.iterations < 20
+    assert torch.equal(stopped.adversarial, full.adversarial)  # nothing moved after the stop
+    constant = pgd(lambda x: x.sum() * 0, images, eps=0.3, alpha=0.1, steps=9, stop_tolerance=1e-7)
+    assert constant.iterations == 2  # the second iteration repeats the first loss
+
+
 def test_pgd_random_start_is_seeded():
     images = torch.rand(2, 1, 4, 4)
     runs = [

@@ -12,6 +12,7 @@ import batch_mining
 import eval as eval_cli
 import main
 from batch_mining.base import BatchMiner
+from defenses.base import TrainingStep
 from tests import dataset_layouts
 from tests.conftest import ROOT
 from utilities.checkpoint import load_checkpoint
@@ -150,16 +151,15 @@ def test_bad_embeddings_file(capsys, tmp_path):
 def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_checkpoint(
     capsys, tmp_path, monkeypatch
 ):
-    original = main.StandardStep.__call__
+    original = TrainingStep.update
     calls = {"n": 0}
 
-    def poisoned(self, images, labels):
+    def poisoned(self, loss):
         calls["n"] += 1
-        loss = original(self, images, labels)
-        return loss * float("nan") if calls["n"] == steps_per_epoch + 3 else loss
+        return original(self, loss * float("nan") if calls["n"] == steps_per_epoch + 3 else loss)
 
     steps_per_epoch = 1201 // 112  # digits: 1,201 training images
-    monkeypatch.setattr(main.StandardStep, "__call__", poisoned)
+    monkeypatch.setattr(TrainingStep, "update", poisoned)
     fails_with(
         capsys,
         [*FAST, "--n_epochs", "2", "--save_path", str(tmp_path)],

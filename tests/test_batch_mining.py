@@ -126,7 +126,10 @@ def test_nothing_to_mine_gives_empty(key: str, labels: list[int]) -> None:
         assert mined.shape == (0, 3)
 
 
-@pytest.mark.parametrize("key", ["semihard", "softhard", "distance", "rho_distance", "parametric"])
+@pytest.mark.parametrize(
+    "key",
+    ["semihard", "softhard", "distance", "rho_distance", "parametric", "anchor_random", "hard"],
+)
 def test_one_triplet_per_eligible_anchor(key: str) -> None:
     labels = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3])  # anchor 5 has no positive
     embeds = torch.nn.functional.normalize(torch.randn(len(labels), 8), dim=1)
@@ -467,3 +470,25 @@ def test_mines_on_the_embeddings_device(key: str) -> None:
     assert mined.device == embeds.to("cuda").device and len(mined) > 0
     if miner.triplet_rule != "shuffled_labels":
         assert_rule(miner, mined.cpu(), labels)
+
+
+def test_hard_picks_the_nearest_negative() -> None:
+    embeds, labels = make_batch(n_classes=5, per_class=3, dim=8, seed=4)
+    mined = mine("hard", embeds, labels)
+    dist = distance_matrix(embeds)
+    for a, p, n in mined.tolist():
+        others = [j for j in range(len(labels)) if labels[j] != labels[a]]
+        assert dist[a, n] == pytest.approx(min(dist[a, j] for j in others), abs=1e-6)
+        assert labels[p] == labels[a] and p != a
+
+
+def test_anchor_random_negatives_are_uniform() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2, 3])
+    counts = np.zeros(6)
+    torch.manual_seed(0)
+    for _ in range(1500):
+        mined = mine("anchor_random", torch.randn(6, 4), labels)
+        assert mined[:, 0].tolist() == [0, 1, 2, 3]  # anchors 4 and 5 have no positive
+        counts += np.bincount(mined[mined[:, 0] == 0, 2].numpy(), minlength=6)
+    assert counts[:2].sum() == 0  # anchor 0's negatives are 2, 3, 4, 5
+    assert stats.chisquare(counts[2:]).pvalue > 1e-3

@@ -81,8 +81,14 @@ def sqdist(u: torch.Tensor, v: torch.Tensor) -> float:
     return sum((x - y) ** 2 for x, y in zip(u.tolist(), v.tolist(), strict=False))
 
 
+def cosine_distance(u: torch.Tensor, v: torch.Tensor) -> float:
+    dot = sum(x * y for x, y in zip(u.tolist(), v.tolist(), strict=True))
+    return 1.0 - dot / math.sqrt(sqdist(u, 0 * u) * sqdist(v, 0 * v))
+
+
 def naive_triplet(crit: Criterion, x: torch.Tensor, y: torch.Tensor, mined: list) -> float:
-    terms = [max(0.0, sqdist(x[a], x[p]) - sqdist(x[a], x[n]) + crit.margin) for a, p, n in mined]
+    d = {"squared": sqdist, "euclidean": dist, "cosine": cosine_distance}[crit.distance]
+    terms = [max(0.0, d(x[a], x[p]) - d(x[a], x[n]) + crit.margin) for a, p, n in mined]
     return sum(terms) / len(terms)
 
 
@@ -192,6 +198,8 @@ VARIANTS = [(key, {}) for key in NAIVE] + [
     ("snr", {"batch_mining": "semihard"}),  # λ regulariser active (0 with distance)
     ("snr", {"batch_mining": "rho_distance", "miner_rho_distance_cp": 0.5}),
     ("triplet", {"batch_mining": "rho_distance", "miner_rho_distance_cp": 0.5}),
+    ("triplet", {"loss_triplet_distance": "euclidean", "batch_mining": "anchor_random"}),
+    ("triplet", {"loss_triplet_distance": "cosine", "batch_mining": "hard"}),
     ("multisimilarity", {"loss_multisimilarity_margin": 0.5, "loss_multisimilarity_thresh": 0.2}),
     ("histogram", {"loss_histogram_nbins": 11}),
 ]
@@ -443,3 +451,33 @@ def test_runs_on_the_embeddings_device(key: str) -> None:
     loss = crit(cuda_embeds, labels)
     loss.backward()
     assert loss.device == cuda_embeds.device and torch.isfinite(cuda_embeds.grad).all()
+
+
+MINING_LOSSES = [key for key, loss in CRITERIA.items() if loss.requires_batchminer]
+
+
+@pytest.mark.parametrize("key", MINING_LOSSES)
+def test_tuples_mined_elsewhere_replace_the_miner(key: str) -> None:
+    """``criterion(embeds, labels, mined=T)`` equals the loss whose miner returned T, and never
+    calls its own miner (a defense mines on benign embeddings, trains on adversarial ones)."""
+    embeds, labels = make_batch(per_class=3, dim=6, seed=2)
+    crit = build(key)
+    torch.manual_seed(0)
+    mined = crit.miner(embeds, labels)
+    crit.miner = FixedMiner(mined)
+    expected = crit(embeds, labels)
+
+    def refuse(*_: object) -> torch.Tensor:
+        raise AssertionError("the loss mined although tuples were given")
+
+    crit.miner = refuse
+    assert crit(embeds, labels, mined=mined).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_euclidean_triplet_is_pytorchs_triplet_margin_loss() -> None:
+    embeds, labels = make_batch(per_class=3, dim=6, seed=3)
+    crit = build("triplet", loss_triplet_distance="euclidean", batch_mining="anchor_random")
+    mined = crit.miner(embeds, labels)
+    a, p, n = (embeds[mined[:, i]] for i in range(3))
+    reference = torch.nn.functional.triplet_margin_loss(a, p, n, margin=0.2, eps=0.0)
+    assert crit(embeds, labels, mined=mined).item() == pytest.approx(reference.item(), abs=1e-6)

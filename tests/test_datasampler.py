@@ -366,12 +366,19 @@ def test_batchmatch_costs_match_naive_and_the_cheapest_candidate_wins(
         expected = [naive(big.numpy(), c.numpy()) for c in candidates]
         assert costs.tolist() == pytest.approx(expected, rel=1e-6, abs=1e-8)
         chosen = sampler.embeddings[batch].double()
-        best = candidates[int(np.argmin(expected))]
+        # Candidates holding the same samples in another order tie (to ~1e-15), and costs agree
+        # with the naive ones only to the tolerance above: the sampler may pick any candidate
+        # within it of the cheapest, so compare costs, not identities.
+        cheapest = min(expected)
+        tied = [c for c, cost in zip(candidates, expected, strict=True)
+                if cost <= cheapest + 2e-6 * abs(cheapest) + 2e-8]  # fmt: skip
         if dim == 4:
-            assert torch.equal(chosen, best)
-        else:  # the chosen samples' embeddings map linearly onto the best projected candidate
-            projection = torch.linalg.lstsq(chosen, best).solution
-            assert torch.allclose(chosen @ projection, best, atol=1e-8)
+            assert any(torch.equal(chosen, best) for best in tied)
+        else:  # the chosen samples' embeddings map linearly onto a cheapest projected candidate
+            fits = [torch.linalg.lstsq(chosen, best).solution for best in tied]
+            assert any(
+                torch.allclose(chosen @ w, b, atol=1e-8) for w, b in zip(fits, tied, strict=True)
+            )
 
 
 @pytest.mark.parametrize("key", ["disthist_batchmatch", "fid_batchmatch"])

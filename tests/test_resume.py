@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, straight_and_killed_runs
 from utilities.checkpoint import load_checkpoint
 
 FLAGS = ["--n_epochs", "3", "--seed", "3", "--num_workers", "0", "--savename", "run"]
@@ -25,29 +23,7 @@ def history(run_dir):
 
 @pytest.mark.slow
 def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_path):
-    straight = tmp_path / "straight"
-    subprocess.run(
-        main_command(*FLAGS, "--save_path", str(straight)),
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-
-    killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        main_command(*FLAGS, "--save_path", str(killed)),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in process.stdout:
-        if line.startswith("epoch 1/3"):
-            os.kill(process.pid, signal.SIGKILL)
-            break
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
-    run_dir = killed / "digits" / "run"
+    straight_dir, run_dir = straight_and_killed_runs(FLAGS, tmp_path)
     interrupted = load_checkpoint(run_dir / "checkpoint_last.pth", "--resume")
     assert interrupted["epoch"] == 1, "the kill must land before epoch 2 finished"
 
@@ -60,7 +36,7 @@ def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_pat
     )
     assert "epoch 2/3" in resumed.stdout and "epoch 1/3" not in resumed.stdout
 
-    expected, actual = history(straight / "digits" / "run"), history(run_dir)
+    expected, actual = history(straight_dir), history(run_dir)
     assert set(actual) == set(expected)
     for split in expected:
         for column in expected[split]:
@@ -102,3 +78,20 @@ def test_resume_refuses_a_best_checkpoint(tmp_path, capsys):
     capsys.readouterr()
     assert main.main(["--resume", str(best)]) == 2
     assert "resume from checkpoint_last.pth" in capsys.readouterr().err
+
+
+def test_resume_of_a_checkpoint_older_than_a_flag(tmp_path):
+    """A checkpoint written before --defense existed resumes with the flag's default."""
+    import main
+    from utilities.checkpoint import save_checkpoint
+
+    assert main.main([*FLAGS[2:], "--n_epochs", "1", "--no_train_metrics",
+                      "--save_path", str(tmp_path)]) == 0  # fmt: skip
+    checkpoint = tmp_path / "digits" / "run" / "checkpoint_last.pth"
+    payload = load_checkpoint(checkpoint, "--resume")
+    for name in [n for n in payload["options"] if n.startswith("defense")]:
+        del payload["options"][name]
+    content = {k: v for k, v in payload.items() if k not in ("format", "version", "kind")}
+    save_checkpoint(checkpoint, "last", **content)
+    assert main.main(["--resume", str(checkpoint), "--n_epochs", "2"]) == 0
+    assert load_checkpoint(checkpoint, "--resume")["options"]["defense"] == "none"

@@ -18,6 +18,7 @@ import batch_mining
 import criteria
 import datasampler
 import datasets
+import defenses
 import metrics
 from registry import Registry
 
@@ -81,6 +82,7 @@ def registry_section() -> str:
         registry_table("Datasets", datasets.DATASETS),
         registry_table("Metrics", metrics.METRICS),
         registry_table("Adversarial ranking attacks", attacks.ATTACKS),
+        registry_table("Defenses (training steps)", defenses.DEFENSES),
     ]
     return "\n\n".join([BEGIN, *tables, END])
 

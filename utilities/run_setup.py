@@ -49,8 +49,12 @@ def make_run_dir(opt: argparse.Namespace) -> pathlib.Path:
 def resumed_options(
     stored: dict[str, Any], current: argparse.Namespace, explicit: set[str]
 ) -> argparse.Namespace:
-    """The checkpoint's options, with the few flags a resumed run may change taken from the CLI."""
-    opt = argparse.Namespace(**stored)
+    """The checkpoint's options, with the few flags a resumed run may change taken from the CLI.
+
+    Flags newer than the checkpoint (absent from its options) take their current defaults, which
+    keep the behaviour the run was started with (e.g. ``--defense none``).
+    """
+    opt = argparse.Namespace(**{**vars(current), **stored})
     for name in sorted(explicit - {"resume"}):
         value = getattr(current, name)
         if name in RESUME_OVERRIDABLE:
