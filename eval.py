@@ -31,12 +31,22 @@ import metrics
 from attacks import parse_attack_string
 from attacks.profiles import PROFILES, profile
 from attacks.runner import AttackRunner
-from metrics.ers import ERS_PROFILES, ers_score, ers_terms, format_ers_table, read_swipe
+from metrics.ers import (
+    ERS_PROFILES,
+    SUBSET_KEY,
+    ers_score,
+    ers_terms,
+    format_ers_table,
+    read_swipe,
+)
 from parameters import DEFAULT_METRICS, DefaultsHelpFormatter, OneLineErrorParser
-from utilities.checkpoint import load_checkpoint, options_from_checkpoint
+from utilities.checkpoint import load_checkpoint, options_from_checkpoint, restore
 from utilities.device import select_device
-from utilities.embedding import evaluate_dataset
+from utilities.embedding import embed_dataset, score_embeddings
+from utilities.embedding_files import read_embeddings, write_embeddings
 from utilities.errors import ConfigError, one_line
+from utilities.flag_types import nonnegative_int, positive_int
+from utilities.outputs import check_writable, save_result
 from utilities.precision import Precision
 from utilities.run_setup import write_json
 
@@ -60,16 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="metric keys (default: the checkpoint's, or the standard set for --embeddings)",
     )
     parser.add_argument("--output", default=None, help="write the metrics as JSON here")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--gpu", type=int, nargs="+", default=[0], help="GPU index for auto")
-    parser.add_argument("--source_path", default=None, help="override the dataset parent folder")
-    parser.add_argument("--bs", type=int, default=None, help="batch size for embedding")
     parser.add_argument(
-        "--num_workers", "--kernels", dest="num_workers", type=int, default=None, help="workers"
+        "--save_embeddings",
+        metavar="E.npz",
+        default=None,
+        help="with --test_path: also write the test split's embeddings, labels and query/gallery "
+        "masks here, in the --embeddings format",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--gpu", type=nonnegative_int, nargs="+", default=[0], help="GPU index for auto"
+    )
+    parser.add_argument("--source_path", default=None, help="override the dataset parent folder")
+    parser.add_argument("--bs", type=positive_int, default=None, help="batch size for embedding")
+    parser.add_argument(
+        "--num_workers",
+        "--kernels",
+        dest="num_workers",
+        type=nonnegative_int,
+        default=None,
+        help="workers",
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=nonnegative_int,
         default=None,
         help="seed of k-means and attacks (default: the checkpoint's; 0 for --embeddings)",
     )
@@ -96,10 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="distance of the attacks: N normalised Euclidean, E Euclidean, C cosine",
     )
     attack.add_argument(
-        "--attack_bs", type=int, default=None, help="attack batch (default 128 for 28 px, else 112)"
+        "--attack_bs",
+        type=positive_int,
+        default=None,
+        help="attack batch (default 128 for 28 px, else 112)",
     )
     attack.add_argument(
-        "--attack_batches", type=int, default=None, help="attack only the first N batches"
+        "--attack_batches", type=positive_int, default=None, help="attack only the first N batches"
     )
     return parser
 
@@ -115,8 +142,16 @@ def load_checkpoint_split(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]
     opt.device, opt.gpu = args.device, args.gpu
     device = select_device(opt)
     data = datasets.build(opt, architectures.input_spec(opt.arch))
+    stored = payload.get("data", {}).get("Test")
+    classes = len(set(np.asarray(data.test.labels).tolist()))
+    if stored and stored.get("classes") != classes:
+        raise ConfigError(
+            f"--source_path: the test split of {opt.dataset} at {opt.source_path} has "
+            f"{classes} classes ({len(data.test)} images); {args.test_path} was evaluated on "
+            f"{stored.get('classes')} ({stored.get('samples')} images); expected the same data"
+        )
     model = architectures.build(opt)
-    model.load_state_dict(payload["model"])
+    restore(model, payload["model"], "model", args.test_path, "--test_path")
     model.to(device)
     print(
         f"{args.test_path}: {opt.dataset} test split, {len(data.test)} images, epoch "
@@ -126,97 +161,78 @@ def load_checkpoint_split(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float | list[float]]:
+    """The metrics of the checkpoint's test split; with ``--save_embeddings`` its embeddings,
+    labels and query/gallery masks are written first, in the ``--embeddings`` format."""
     opt, model, test, device = load_checkpoint_split(args)
     evaluator = metrics.Evaluator(
         args.evaluation_metrics or opt.evaluation_metrics, kmeans_seed=opt.seed
     )
-    return evaluate_dataset(
-        evaluator,
+    embeds = embed_dataset(
         model,
         test,
         batch_size=opt.bs,
         num_workers=opt.num_workers,
         device=device,
         precision=Precision(opt.amp, device),
-        name="Test",
-        with_arrays=True,
+        description="embedding Test",
     )
+    if args.save_embeddings:
+        arrays = {"embeddings": embeds.cpu().numpy(), "labels": np.asarray(test.labels)}
+        if test.query is not None:
+            arrays.update(query=np.asarray(test.query), gallery=np.asarray(test.gallery))
+        save_result(
+            args.save_embeddings,
+            lambda target: write_embeddings(target, arrays),
+            "--save_embeddings",
+        )
+        print(f"Wrote {args.save_embeddings} ({len(embeds)} embeddings)")
+    return score_embeddings(evaluator, embeds, test, model, with_arrays=True)
 
 
 def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float | list[float]]:
     """Every metric of ``--evaluation_metrics`` on the arrays of ``--embeddings``, computed on
     ``--device`` (a GPU when present) with ``--seed`` (default 0) seeding k-means."""
-    path = pathlib.Path(args.embeddings)
-    if not path.is_file():
-        raise ConfigError(f"--embeddings: no file at {path}")
-    try:
-        content = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"--embeddings: {path} is not a readable .npz file ({error})") from error
-    missing = {"embeddings", "labels"} - set(content.files)
-    if missing:
-        raise ConfigError(
-            f"--embeddings: {path} lacks {', '.join(sorted(missing))}; expected arrays "
-            "'embeddings' (N×D), 'labels' (N) and optional boolean 'query', 'gallery'"
-        )
-    embeddings, labels = content["embeddings"], content["labels"]
-    if embeddings.ndim != 2 or labels.shape != (embeddings.shape[0],):
-        raise ConfigError(
-            f"--embeddings: {path} has embeddings {embeddings.shape} and labels {labels.shape}; "
-            "expected N×D and (N,)"
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ConfigError(f"--embeddings: 'labels' in {path} is {labels.dtype}; expected integers")
-    if not np.issubdtype(embeddings.dtype, np.number) or not np.isfinite(embeddings).all():
-        raise ConfigError(
-            f"--embeddings: 'embeddings' in {path} ({embeddings.dtype}) holds NaN, infinite or "
-            "non-numeric values; expected finite numbers"
-        )
-    masks = {key: content[key] for key in ("query", "gallery") if key in content.files}
-    if len(masks) == 1:
-        raise ConfigError(f"--embeddings: {path} has only '{next(iter(masks))}'; give both masks")
-    for key, mask in masks.items():
-        if mask.dtype != np.bool_ or mask.shape != labels.shape:
-            raise ConfigError(
-                f"--embeddings: '{key}' in {path} is {mask.dtype} {mask.shape}; expected bool "
-                f"({labels.shape[0]},)"
-            )
+    embeddings, labels, query, gallery = read_embeddings(args.embeddings)
     evaluator = metrics.Evaluator(
         args.evaluation_metrics or DEFAULT_METRICS,
         kmeans_seed=args.seed if args.seed is not None else 0,
     )
     device = select_device(args)
     print(
-        f"{path}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}, "
+        f"{args.embeddings}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}, "
         f"metrics on {device}"
     )
     return evaluator.compute(
-        torch.from_numpy(embeddings.astype(np.float32)).to(device),
-        torch.from_numpy(labels.astype(np.int64)).to(device),
-        query=masks.get("query"),
-        gallery=masks.get("gallery"),
+        torch.from_numpy(embeddings).to(device),
+        torch.from_numpy(labels).to(device),
+        query=query,
+        gallery=gallery,
         with_arrays=True,
     )
 
 
-def attack_checkpoint(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
+def swipe_path(args: argparse.Namespace) -> pathlib.Path:
+    """``<checkpoint>.<profile>.json``; a swipe of the first N batches only goes to
+    ``<checkpoint>.<profile>.first<N>.json``, so it never replaces a full swipe's file."""
+    subset = f".first{args.attack_batches}" if args.attack_batches else ""
+    return pathlib.Path(f"{args.test_path}.{args.swipe}{subset}.json")
+
+
+def attack_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``--attack`` strings or the ``--swipe`` profile on the checkpoint's test split."""
     strings = profile(args.swipe) if args.swipe else list(args.attack)
     for string in strings:  # a bad string fails before the checkpoint is loaded
         parse_attack_string(string)
-    for flag, number in (
-        ("--attack_bs", args.attack_bs),
-        ("--attack_batches", args.attack_batches),
-    ):
-        if number is not None and number < 1:
-            raise ConfigError(f"{flag}: got {number}, expected an integer >= 1")
+    if args.swipe:
+        check_writable(swipe_path(args), "--swipe")
     opt, model, test, device = load_checkpoint_split(args)
     size = architectures.input_spec(opt.arch).size
+    batch_size = args.attack_bs or (128 if size <= 28 else 112)
     runner = AttackRunner(
         model,
         test,
         device=device,
-        batch_size=args.attack_bs or (128 if size <= 28 else 112),
+        batch_size=batch_size,
         num_workers=opt.num_workers,
         seed=opt.seed,
         metric=args.attack_metric,
@@ -229,15 +245,17 @@ def attack_checkpoint(args: argparse.Namespace) -> dict[str, list[dict[str, floa
         shown = "  ".join(f"{k} {outcome[0][k]:.4f} -> {v:.4f}" for k, v in outcome[1].items())
         print(f"[{number + 1}/{len(strings)}] {string}: {shown}", flush=True)
 
-    results = runner.swipe(strings, report)
+    results: dict[str, Any] = runner.swipe(strings, report)
     print(format_attack_table(results))
+    if args.attack_batches:  # recorded, so a subset is never mistaken for the whole split
+        results[SUBSET_KEY] = {"attack_batches": args.attack_batches, "attack_bs": batch_size}
     if args.swipe:
-        path = pathlib.Path(f"{args.test_path}.{args.swipe}.json")
-        write_json(path, results)
-        print(f"Wrote {path}")
         if args.swipe in ERS_PROFILES:
-            terms = ers_terms(results, str(path))
+            terms = ers_terms(results, "the swipe")
             print(format_ers_table(terms))
+        path = swipe_path(args)
+        save_result(path, lambda target: write_json(target, results), "--swipe")
+        print(f"Wrote {path}")
     return results
 
 
@@ -255,8 +273,13 @@ def format_attack_table(results: dict[str, list[dict[str, float]]]) -> str:
 
 def score_swipe_file(args: argparse.Namespace) -> float:
     """Print the ERS table of ``--ers SWIPE.json``; the ERS."""
-    terms = ers_terms(read_swipe(args.ers), args.ers)
+    swipe = read_swipe(args.ers)
+    terms = ers_terms(swipe, args.ers)
     print(format_ers_table(terms))
+    if SUBSET_KEY in swipe:
+        subset = swipe[SUBSET_KEY]
+        print(f"(a partial swipe: the first {subset.get('attack_batches')} batches of "
+              f"{subset.get('attack_bs')} items of the split)")  # fmt: skip
     return ers_score(terms)
 
 
@@ -282,26 +305,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("--attack/--swipe: attacks need a checkpoint; give --test_path")
         if args.attack and args.swipe:
             raise ConfigError("--attack/--swipe: give attack strings or a profile, not both")
+        if args.save_embeddings and (not args.test_path or attacking):
+            raise ConfigError(
+                "--save_embeddings: writes the embeddings of a --test_path checkpoint's test "
+                "split; give --test_path (and no --attack/--swipe)"
+            )
+        for flag in ("--output", "--save_embeddings"):
+            if getattr(args, flag[2:]):
+                check_writable(getattr(args, flag[2:]), flag)
         if args.ers:
             score_swipe_file(args)
             return 0
         if attacking:
             attack_results = attack_checkpoint(args)
-            if args.output:
-                write_json(pathlib.Path(args.output), attack_results)
-                print(f"Wrote {args.output}")
+            write_output(args, attack_results)
             return 0
         if args.evaluation_metrics:
             metrics.build_metrics(args.evaluation_metrics)
         results = evaluate_embeddings(args) if args.embeddings else evaluate_checkpoint(args)
+        print(format_table(results))
+        write_output(args, results)
     except ConfigError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
-    print(format_table(results))
-    if args.output:
-        write_json(pathlib.Path(args.output), results)
-        print(f"Wrote {args.output}")
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written (eval.py writes its results at the end)",
+              file=sys.stderr)  # fmt: skip
+        return 130
     return 0
+
+
+def write_output(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """``--output`` as strict JSON (a fallback copy, named in the error, if it cannot be)."""
+    if args.output:
+        save_result(args.output, lambda target: write_json(target, results), "--output")
+        print(f"Wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import defenses
 import metrics
 import parameters
 from defenses.base import NonFiniteLossError, TrainingStep
-from utilities.checkpoint import load_checkpoint, plain_options, save_checkpoint
+from utilities.checkpoint import load_checkpoint, plain_options, restore, save_checkpoint
 from utilities.device import select_device
 from utilities.embedding import embed_dataset, evaluate_dataset
 from utilities.errors import ConfigError, TrainingError, one_line
@@ -39,7 +39,13 @@ from utilities.logger import RunLog, summary
 from utilities.online_logging import OnlineLogger
 from utilities.optimization import build_optimizer, build_scheduler
 from utilities.precision import Precision
-from utilities.run_setup import make_run_dir, resumed_options, write_json
+from utilities.run_setup import (
+    check_run_dir_possible,
+    make_run_dir,
+    prepare_resumed_run_dir,
+    resumed_options,
+    write_json,
+)
 from utilities.seeding import rng_state, seed_everything, set_rng_state
 
 
@@ -54,9 +60,9 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
                 "resume from checkpoint_last.pth"
             )
         opt = resumed_options(resume["options"], opt, explicit)
-        run_dir = pathlib.Path(opt.resume).resolve().parent
+        run_dir = prepare_resumed_run_dir(opt.resume)
     else:
-        run_dir = make_run_dir(opt)
+        check_run_dir_possible(opt)
 
     device = select_device(opt)
     seed_everything(opt.seed)
@@ -64,6 +70,12 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
     # Data: transforms follow the architecture's input size, channels and normalisation.
     data = datasets.build(opt, architectures.input_spec(opt.arch))
     opt.n_classes = len(set(data.train.labels.tolist()))
+    if resume is not None and resume["options"].get("n_classes", opt.n_classes) != opt.n_classes:
+        raise ConfigError(
+            f"--resume: the training split at --source_path {opt.source_path} has "
+            f"{opt.n_classes} classes, the checkpoint {opt.resume} was trained on "
+            f"{resume['options']['n_classes']}; expected the same data"
+        )
     sampler = datasampler.build(opt, data.train.labels)
     train_loader = DataLoader(
         data.train,
@@ -76,6 +88,9 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
         eval_splits["Val"] = data.val
     if not opt.no_train_metrics:
         eval_splits["Train"] = data.evaluation
+    for name in ("Test", "Val"):  # first read after an epoch; a bad file must stop us now
+        if name in eval_splits:
+            eval_splits[name].check_files(name, opt.num_workers)
 
     # Model, loss (with its miner), optimizer over both, schedule.
     model = architectures.build(opt).to(device)
@@ -85,20 +100,20 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
     precision = Precision(opt.amp, device)
     step = defenses.build(opt, model, criterion, optimizer, precision)
     evaluator = metrics.Evaluator(opt.evaluation_metrics, kmeans_seed=opt.seed)
+    directions = {m.key: m.higher_is_better for m in metrics.build_metrics(opt.evaluation_metrics)}
 
-    log = RunLog(run_dir)
-    start_epoch = 0
+    start_epoch, history = 0, None
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        criterion.load_state_dict(resume["criterion"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        precision.load_state_dict(resume["scaler"])
-        sampler.load_state_dict(resume["sampler"])
-        step.load_state_dict(resume["training_step"])
-        log.history = resume["history"]
-        start_epoch = resume["epoch"]
+        parts = {"model": model, "criterion": criterion, "optimizer": optimizer,
+                 "scheduler": scheduler, "scaler": precision, "sampler": sampler,
+                 "training_step": step}  # fmt: skip
+        for key, part in parts.items():
+            restore(part, resume[key], key, opt.resume, "--resume")
+        history, start_epoch = resume["history"], resume["epoch"]
         set_rng_state(resume["rng"])
+    else:
+        run_dir = make_run_dir(opt)  # only now: a failed start leaves no empty folder
+    log = RunLog(run_dir, history)
     write_json(run_dir / "options.json", plain_options(opt))
     online = OnlineLogger(opt, run_dir, resume.get("wandb_id") if resume else None)
     print(
@@ -111,71 +126,89 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
     )
 
     last_results: dict[str, dict[str, float]] = {}
-    for epoch in range(start_epoch + 1, opt.n_epochs + 1):
-        started = time.time()
-        refresh_sampler_embeddings(sampler, model, data.evaluation, device, precision, opt)
-        terms = train_one_epoch(step, train_loader, device, epoch, opt)
-        train_time = time.time() - started
-        last_results = {
-            split: evaluate_dataset(
-                evaluator,
-                model,
-                dataset,
-                batch_size=opt.bs,
-                num_workers=opt.num_workers,
-                device=device,
-                precision=precision,
-                name=split,
-                metric_device=device if opt.evaluate_on_gpu else torch.device("cpu"),
+    try:
+        for epoch in range(start_epoch + 1, opt.n_epochs + 1):
+            started = time.time()
+            refresh_sampler_embeddings(sampler, model, data.evaluation, device, precision, opt)
+            terms = train_one_epoch(step, train_loader, device, epoch, opt)
+            train_time = time.time() - started
+            last_results = {
+                split: evaluate_dataset(
+                    evaluator,
+                    model,
+                    dataset,
+                    batch_size=opt.bs,
+                    num_workers=opt.num_workers,
+                    device=device,
+                    precision=precision,
+                    name=split,
+                    metric_device=device if opt.evaluate_on_gpu else torch.device("cpu"),
+                )
+                for split, dataset in eval_splits.items()
+            }
+            scheduler.step()
+
+            improved = [
+                (split, name)
+                for split, values in last_results.items()
+                for name in opt.storage_metrics
+                if log.improves(split, name, values[name], directions[name])
+            ]
+            log.log("Train", epoch, {**terms, "time": train_time, **last_results.get("Train", {})})
+            for split, values in last_results.items():
+                if split != "Train":
+                    log.log(split, epoch, values)
+            state = {
+                "data": split_sizes(eval_splits),
+                "model": model.state_dict(),
+                "criterion": criterion.state_dict(),
+                "options": plain_options(opt),
+                "epoch": epoch,
+                "history": log.history,
+            }
+            for split, name in improved:
+                save_checkpoint(run_dir / f"checkpoint_{split}_{name}.pth", "best", **state)
+            save_checkpoint(
+                run_dir / "checkpoint_last.pth",
+                "last",
+                **state,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=precision.state_dict(),
+                sampler=sampler.state_dict(),
+                training_step=step.state_dict(),
+                rng=rng_state(),
+                wandb_id=online.run_id,
             )
-            for split, dataset in eval_splits.items()
-        }
-        scheduler.step()
+            log.write()
+            online.log(flat_metrics(terms, last_results), epoch)
+            print(
+                f"epoch {epoch}/{opt.n_epochs}: loss {terms['loss']:.4f} ({train_time:.1f}s) | "
+                + " | ".join(f"{s} {format_metrics(v)}" for s, v in last_results.items())
+            )
 
-        improved = [
-            (split, name)
-            for split, values in last_results.items()
-            for name in opt.storage_metrics
-            if (best := log.best(split, name)) is None or values[name] > best
-        ]
-        log.log("Train", epoch, {**terms, "time": train_time, **last_results.get("Train", {})})
-        for split, values in last_results.items():
-            if split != "Train":
-                log.log(split, epoch, values)
-        state = {
-            "model": model.state_dict(),
-            "criterion": criterion.state_dict(),
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_message(run_dir)) from None
+
+    splits = summary(log.history, list(eval_splits), opt.storage_metrics, directions)
+    write_json(
+        run_dir / "training_summary.json",
+        {
+            "epochs": opt.n_epochs,
+            "seed": opt.seed,
+            "group": opt.group,
+            "splits": splits,
             "options": plain_options(opt),
-            "epoch": epoch,
-            "history": log.history,
-        }
-        for split, name in improved:
-            save_checkpoint(run_dir / f"checkpoint_{split}_{name}.pth", "best", **state)
-        save_checkpoint(
-            run_dir / "checkpoint_last.pth",
-            "last",
-            **state,
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            scaler=precision.state_dict(),
-            sampler=sampler.state_dict(),
-            training_step=step.state_dict(),
-            rng=rng_state(),
-            wandb_id=online.run_id,
-        )
-        log.write()
-        online.log(flat_metrics(terms, last_results), epoch)
-        print(
-            f"epoch {epoch}/{opt.n_epochs}: loss {terms['loss']:.4f} ({train_time:.1f}s) | "
-            + " | ".join(f"{s} {format_metrics(v)}" for s, v in last_results.items())
-        )
-
-    write_json(run_dir / "training_summary.json", summary(log.history, list(eval_splits)))
+        },
+    )
     online.finish()
     final = last_results.get("Test") or {
         name: values[-1] for name, values in log.history.get("Test", {}).items() if name != "epoch"
     }
-    print(f"Final test metrics: {format_metrics(final)}")
+    print(f"Final test metrics (the last epoch, {opt.n_epochs}): {format_metrics(final)}")
+    for name, best in splits.get("Test", {}).get("best", {}).items():
+        print(f"Best test {name}: {best['value']:.4f} at epoch {best['epoch']} "
+              f"({run_dir / f'checkpoint_Test_{name}.pth'})")  # fmt: skip
     print(f"Run folder: {run_dir}")
     print(f"Last checkpoint: {run_dir / 'checkpoint_last.pth'}")
     return final
@@ -237,6 +270,23 @@ def refresh_sampler_embeddings(
         sampler.set_embeddings(embeds)
 
 
+def interrupted_message(run_dir: pathlib.Path) -> str:
+    """Where a run stopped by Ctrl-C can be resumed from."""
+    last = run_dir / "checkpoint_last.pth"
+    if not last.is_file():
+        return f"no epoch finished, no checkpoint was written (run folder {run_dir})"
+    epoch = load_checkpoint(last, "--resume")["epoch"]
+    return f"the last checkpoint is {last} (epoch {epoch}); continue with: --resume {last}"
+
+
+def split_sizes(splits: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Samples and classes of each evaluated split (``eval.py`` checks a moved dataset)."""
+    return {
+        name: {"samples": len(split), "classes": len(set(split.labels.tolist()))}
+        for name, split in splits.items()
+    }
+
+
 def format_metrics(values: dict[str, float]) -> str:
     return " ".join(f"{name}={value:.4f}" for name, value in values.items())
 
@@ -254,6 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, TrainingError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"interrupted: {interrupt.args[0] if interrupt.args else 'nothing was written'}",
+              file=sys.stderr)  # fmt: skip
+        return 130
     return 0
 
 

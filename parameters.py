@@ -29,6 +29,14 @@ from defenses import adversary
 from defenses.grammar import resolve_defense
 from utilities import robrank_command
 from utilities.errors import ConfigError
+from utilities.flag_types import (
+    Range,
+    nonnegative_float,
+    nonnegative_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+)
 
 DEFAULT_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "nmi", "f1", "mAP_R"]
 
@@ -63,7 +71,7 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
         help="validation = a fraction of each class's samples (default: a fraction of the classes)",
     )
     group.add_argument(
-        "--tv_split_perc", type=float, default=0.8, help="train fraction of the split"
+        "--tv_split_perc", type=open_fraction, default=0.8, help="train fraction of the split"
     )
     group.add_argument(
         "--split_by_classes",
@@ -76,29 +84,38 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
         choices=["base", "adv", "big", "red", "none"],
         help="training augmentation (dataset default for digits/mnist/fashion: none)",
     )
-    group.add_argument("--lr", type=float, default=1e-5, help="network learning rate")
+    group.add_argument("--lr", type=positive_float, default=1e-5, help="network learning rate")
     group.add_argument(
-        "--fc_lr", type=float, default=-1, help="if >= 0, learning rate of the embedding head"
+        "--fc_lr",
+        type=Range(float, 0, also=(-1.0,)),
+        default=-1,
+        help="if >= 0, learning rate of the embedding head",
     )
-    group.add_argument("--decay", type=float, default=4e-4, help="weight decay of the network")
-    group.add_argument("--n_epochs", type=int, default=150, help="number of epochs")
+    group.add_argument(
+        "--decay", type=nonnegative_float, default=4e-4, help="weight decay of the network"
+    )
+    group.add_argument("--n_epochs", type=positive_int, default=150, help="number of epochs")
     group.add_argument(
         "--num_workers",
         "--kernels",
         dest="num_workers",
-        type=int,
+        type=nonnegative_int,
         default=min(6, os.cpu_count() or 1),
         help="DataLoader worker processes, alias --kernels (default: the reference's 6, or the "
         "number of CPU cores when fewer)",
     )
-    group.add_argument("--bs", type=int, default=112, help="batch size")
-    group.add_argument("--seed", type=int, default=1, help="random seed")
+    group.add_argument("--bs", type=positive_int, default=112, help="batch size")
+    group.add_argument("--seed", type=nonnegative_int, default=1, help="random seed")
     group.add_argument(
         "--scheduler", default="step", choices=["step", "none"], help="learning-rate schedule"
     )
-    group.add_argument("--gamma", type=float, default=0.3, help="MultiStepLR decay factor")
+    group.add_argument("--gamma", type=positive_float, default=0.3, help="MultiStepLR decay factor")
     group.add_argument(
-        "--tau", type=int, nargs="+", default=[1000], help="MultiStepLR milestones (epochs)"
+        "--tau",
+        type=positive_int,
+        nargs="+",
+        default=[1000],
+        help="MultiStepLR milestones (epochs)",
     )
     group.add_argument("--optim", default="adam", choices=["adam", "sgd"], help="optimizer")
     group.add_argument("--loss", default="margin", help="loss key (criteria/)")
@@ -109,7 +126,7 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
         help="training step (defenses/): none, est, act, hm, or robrank's model-name grammar "
         "[g](rh|hm)(kl|l2|et)<src><dst>[i], e.g. ghmetsmi",
     )
-    group.add_argument("--embed_dim", type=int, default=128, help="embedding dimension")
+    group.add_argument("--embed_dim", type=positive_int, default=128, help="embedding dimension")
     group.add_argument(
         "--not_pretrained", action="store_true", help="random initialisation instead of ImageNet"
     )
@@ -146,7 +163,11 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
         help="a per-split checkpoint is written whenever one of these improves",
     )
     group.add_argument(
-        "--gpu", type=int, nargs="+", default=[0], help="GPU index used when --device is auto"
+        "--gpu",
+        type=nonnegative_int,
+        nargs="+",
+        default=[0],
+        help="GPU index used when --device is auto",
     )
     group.add_argument(
         "--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N"
@@ -178,7 +199,7 @@ def batch_creation_parameters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data_sampler", default="class_random", help="batch sampler key")
     group.add_argument(
         "--samples_per_class",
-        type=int,
+        type=positive_int,
         default=2,
         help="samples per drawn class (must divide --bs)",
     )
@@ -228,6 +249,38 @@ def build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
     return parser
 
 
+def check_batch_composition(opt: argparse.Namespace) -> None:
+    """A loss on mined tuples needs a positive and a negative in its batch: with a sampler of
+    same-class groups, one group per batch (bs / samples_per_class = 1) has no negative."""
+    if not criteria.CRITERIA.get(opt.loss).requires_batchminer:
+        return
+    if not datasampler.SAMPLERS.get(opt.data_sampler).groups_by_class:
+        return
+    if opt.bs // opt.samples_per_class < 2:
+        raise ConfigError(
+            f"--bs: a batch of {opt.bs} is one class (--samples_per_class "
+            f"{opt.samples_per_class}): --loss {opt.loss} finds no negative in it; expected "
+            f"--bs >= {2 * opt.samples_per_class}"
+        )
+
+
+def start_up_notes(opt: argparse.Namespace, explicit: set[str]) -> list[str]:
+    """Lines for settings that run but probably not as meant."""
+    notes = []
+    loss = criteria.CRITERIA.get(opt.loss)
+    if "batch_mining" in explicit and not loss.requires_batchminer:
+        notes.append(
+            f"note: --batch_mining {opt.batch_mining} is ignored: --loss {opt.loss} mines no tuples"
+        )
+    grouped = datasampler.SAMPLERS.get(opt.data_sampler).groups_by_class
+    if loss.requires_batchminer and grouped and opt.samples_per_class == 1:
+        notes.append(
+            f"note: --samples_per_class 1: --loss {opt.loss} finds positives only in classes "
+            "drawn twice for a batch; SPC-2 or more is the usual setting"
+        )
+    return notes
+
+
 def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
     """The destinations the command line set explicitly (as opposed to defaults)."""
     unset = object()
@@ -253,27 +306,24 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, s
             setattr(opt, name, value)
     resolve_defense(opt, explicit)
     validate(opt)
+    for note in start_up_notes(opt, explicit):
+        print(note, file=sys.stderr)
     return opt, explicit
 
 
 def validate(opt: argparse.Namespace) -> None:
-    """Fail before any data is loaded: unknown keys, impossible numbers."""
-    if opt.samples_per_class < 1:
-        raise ConfigError(f"--samples_per_class: got {opt.samples_per_class}, expected >= 1")
+    """Fail before any data is loaded or a run folder made: unknown keys, impossible numbers, a
+    miner the loss does not allow, a batch that cannot hold a positive and a negative."""
     if opt.bs % opt.samples_per_class:
         raise ConfigError(
             f"--bs: batch size {opt.bs} is not divisible by --samples_per_class "
             f"{opt.samples_per_class}"
         )
-    if not 0 < opt.tv_split_perc < 1:
-        raise ConfigError(f"--tv_split_perc: got {opt.tv_split_perc}, expected a value in (0, 1)")
-    if opt.n_epochs < 1:
-        raise ConfigError(f"--n_epochs: got {opt.n_epochs}, expected >= 1")
     architectures.parse_arch(opt.arch)
     criteria.CRITERIA.get(opt.loss)
     datasampler.SAMPLERS.get(opt.data_sampler)
-    if criteria.CRITERIA.get(opt.loss).requires_batchminer:
-        batch_mining.MINERS.get(opt.batch_mining)
+    criteria.check_miner(opt)
+    check_batch_composition(opt)
     defenses.validate(opt)
     arrays = {m.key for m in metrics.build_metrics(opt.evaluation_metrics) if not m.scalar}
     missing = [m for m in opt.storage_metrics if m not in opt.evaluation_metrics]

@@ -4,11 +4,13 @@ robrank's ES:D / ES:R terms of the Empirical Robustness Score."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from attacks import ATTACKS
 from attacks.base import Attack, Batch, CandidateSet, label_hit, paired_distance
 
 RECALL_DEPTHS = (1, 10, 100)
+PAIRWISE_EPS = 1e-6  # torch.nn.functional.pairwise_distance's default
 
 
 @ATTACKS.register("ES")
@@ -16,7 +18,9 @@ class EmbeddingShift(Attack):
     """ES (Zhou et al., ECCV 2020): push each query's embedding away from its clean one.
 
     PGD minimises −Σ_i d(f(x̃_i), f(x_i) + 1e-7·u_i) (the offset avoids the zero gradient at
-    x̃ = x; u_i uniform in {−1,0,1}^D, or all ones with ``--attack_compat robrank``).
+    x̃ = x; u_i uniform in {−1,0,1}^D). ``--attack_compat robrank`` takes robrank's arithmetic:
+    u_i all ones and d = ‖f(x̃) − (f(x) + 1e-7) + 1e-6‖ (``F.pairwise_distance`` adds its eps
+    1e-6 to the difference, so the first step moves away along +1, not −1) for N and E.
     Reported ``embshift`` = mean_i d(f(x̃_i), f(x_i)) (ES:D, in [0,2] for metric N) from the
     final iterate (robrank: from the penultimate one, reproduced by ``--attack_compat``), and
     ``r@1``, ``r@10``, ``r@100`` in percent (ES:R): whether one of the k nearest candidates,
@@ -33,6 +37,8 @@ class EmbeddingShift(Attack):
     def objective(
         self, embeds: torch.Tensor, batch: Batch, cands: CandidateSet, targets: dict
     ) -> torch.Tensor:
+        if self.compat and cands.metric != "C":  # robrank: F.pairwise_distance, eps inside
+            return -F.pairwise_distance(embeds, targets["origin"], eps=PAIRWISE_EPS).sum()
         return -paired_distance(embeds, targets["origin"], cands.metric).sum()
 
     def measure(

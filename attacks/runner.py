@@ -9,6 +9,7 @@ Summaries are means over the attacked items (``compat``: robrank's mean of per-b
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,9 +22,26 @@ from tqdm import tqdm
 import attacks
 from attacks.base import METRICS, Attack, CandidateSet, embedding_form
 from attacks.pgd import pgd
+from attacks.spec import AttackSpec
 from utilities.errors import ConfigError
 
 Summary = dict[str, float]
+# Bytes per element of the B×count×N tables of CA/QA/SPQA (float64 ranks, float32 gaps and
+# their gradient), with headroom.
+WORKING_BYTES = 32
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for tensors on ``device`` (the CUDA allocator's view, or the system's
+    available memory)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as info:
+            fields = dict(line.split(":", 1) for line in info)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 class AttackRunner:
@@ -94,9 +112,32 @@ class AttackRunner:
             )
         return self._candidates
 
+    def check_size(self, spec: AttackSpec) -> None:
+        """ConfigError when W (CA) or M (QA, SPQA, FOA) asks for more targets than the split
+        has, or for a B×count×N working set larger than the free memory; the message names
+        the largest value that fits."""
+        count = spec.W or spec.M
+        if not count:
+            return
+        key = "W" if spec.W else "M"
+        n = self.split_size("query" if key == "W" else "gallery")
+        largest = min(n - 1, int(free_memory(self.device) // (WORKING_BYTES * self.batch_size * n)))
+        if count > largest:
+            raise ConfigError(
+                f"--attack: {spec.string}: {key}={count} targets for each of {self.batch_size} "
+                f"attacked items among {n} do not fit the split and the free memory; the "
+                f"largest {key} that fits is {max(largest, 0)}"
+            )
+
+    def split_size(self, role: str) -> int:
+        """Items of the split in ``role`` ("query" or "gallery"; all of them without masks)."""
+        mask = getattr(self.dataset, role, None)
+        return int(np.asarray(mask).sum()) if mask is not None else len(self.dataset)
+
     def run(self, string: str) -> tuple[Summary, Summary]:
         """(benign summary, adversarial summary) of one attack string over the split."""
         attack = attacks.build(string, compat=self.compat)
+        self.check_size(attack.spec)
         cands = self.candidates()
         generator = torch.Generator().manual_seed(self.seed)
         items = cands.gallery_index if attack.perturbs == "candidate" else cands.query_index
@@ -161,7 +202,7 @@ class AttackRunner:
         """``{attack_string: [benign, adversarial]}`` (robrank's swipe format), in order;
         ``report(i, string, result)`` is called after each attack (progress)."""
         for string in strings:  # fail on a bad string before spending time on the good ones
-            attacks.parse_attack_string(string)
+            self.check_size(attacks.parse_attack_string(string))
         results: dict[str, list[Summary]] = {}
         for number, string in enumerate(strings):
             outcome = self.run(string)

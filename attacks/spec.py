@@ -9,10 +9,12 @@ Omitted: eps = 4/255, alpha = 1/255, pgditer = 24, rinit = 0.
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 
 from utilities.errors import ConfigError
+from utilities.flag_types import Range, pixel_radius, positive_int, probability
 
 DEFAULT_EPS = 4.0 / 255.0
 DEFAULT_ALPHA = 1.0 / 255.0
@@ -46,15 +48,21 @@ def _fail(string: str, expected: str) -> ConfigError:
     return ConfigError(f"--attack: bad attack string {string!r}; expected {expected}")
 
 
-def _number(string: str, key: str, value: str, kind: type, low: float) -> float | int:
+RANGES = {
+    "eps": probability,  # ε = 0 is the benign point of robrank's qccurve28
+    "alpha": pixel_radius,
+    "pgditer": positive_int,
+    "W": positive_int,
+    "M": positive_int,
+    "rinit": Range(int, 0, 1),
+}
+
+
+def _number(string: str, key: str, value: str) -> float | int:
     try:
-        number = kind(value)
-    except ValueError:
-        number = None
-    if number is None or number < low:
-        what = "an integer" if kind is int else "a number"
-        raise _fail(string, f"{key}= {what} >= {low:g}, got {value!r}")
-    return number
+        return RANGES[key](value)
+    except argparse.ArgumentTypeError as error:
+        raise _fail(string, f"{key}= {RANGES[key].describe()}, got {value!r}") from error
 
 
 def parse_attack_string(string: str) -> AttackSpec:
@@ -83,15 +91,11 @@ def parse_attack_string(string: str) -> AttackSpec:
             if value not in ("+", "-"):
                 raise _fail(string, f"pm=+ or pm=-, got {value!r}")
             values[key] = value
-        elif key in ("W", "M", "pgditer"):
-            values[key] = _number(string, key, value, int, 1)
         elif key == "rinit":
-            values[key] = bool(_number(string, key, value, int, 0))
+            values[key] = bool(_number(string, key, value))
         else:
-            values[key] = _number(string, key, value, float, 0.0)
+            values[key] = _number(string, key, value)
     missing = [key for key in attack.keys if key not in values and key in attack.required]
     if missing:
         raise _fail(string, f"{head} with {', '.join(k + '=' for k in missing)} given")
-    if values.get("alpha", 1.0) == 0.0:
-        raise _fail(string, "alpha= a step > 0")
     return AttackSpec(string=string, type=head, **values)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from batch_mining.base import (
     random_choice,
     triplets,
 )
+from utilities.flag_types import nonnegative_float, positive_float
 
 
 @MINERS.register("distance")
@@ -83,13 +84,13 @@ def add_cutoff_arguments(group: argparse._ArgumentGroup, name: str) -> None:
     """The cutoff flags ``--miner_<name>_{lower,upper}_cutoff`` and ``..._no_upper_cutoff``."""
     group.add_argument(
         f"--miner_{name}_lower_cutoff",
-        type=float,
+        type=nonnegative_float,
         default=0.5,
         help="distances are clamped to at least this before weighting",
     )
     group.add_argument(
         f"--miner_{name}_upper_cutoff",
-        type=float,
+        type=positive_float,
         default=1.4,
         help="negatives farther than this are not sampled (weight 0)",
     )

@@ -15,6 +15,7 @@ from batch_mining.base import (
     triplets,
 )
 from utilities.errors import ConfigError
+from utilities.flag_types import nonnegative_float, positive_int
 
 # Distance range [low, high] of the bins each mode samples from (a bin belongs to the range when
 # its centre does).
@@ -83,13 +84,13 @@ class ParametricMiner(BatchMiner):
         )
         group.add_argument(
             "--miner_parametric_n_support",
-            type=int,
+            type=positive_int,
             default=30,
             help="number of equally spaced bin edges over the support (PADS' default)",
         )
         group.add_argument(
             "--miner_parametric_support_lim",
-            type=float,
+            type=nonnegative_float,
             nargs=2,
             default=[0.1, 1.4],
             metavar=("LOW", "HIGH"),

@@ -8,6 +8,7 @@ import torch
 
 from batch_mining import MINERS
 from batch_mining.distance import DistanceMiner, add_cutoff_arguments
+from utilities.flag_types import probability
 
 
 @MINERS.register("rho_distance")
@@ -39,7 +40,7 @@ class RhoDistanceMiner(DistanceMiner):
         add_cutoff_arguments(group, "rho_distance")
         group.add_argument(
             "--miner_rho_distance_cp",
-            type=float,
+            type=probability,
             default=0.2,
             help="probability ρ that a triplet (a, p, n) becomes the push triplet (a, a, p) "
             "(the paper's runs use 0.15 to 0.4)",

@@ -15,6 +15,7 @@ from batch_mining.base import (
     random_choice,
     triplets,
 )
+from utilities.flag_types import nonnegative_float
 
 DEFAULT_MARGIN = 0.2
 
@@ -37,7 +38,7 @@ class SemihardMiner(BatchMiner):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--miner_semihard_margin",
-            type=float,
+            type=nonnegative_float,
             default=None,
             help="semi-hard window m: d(a,p) < d(a,n) < d(a,p) + m (default: the loss's "
             f"--loss_<loss>_margin if it has one, else {DEFAULT_MARGIN})",

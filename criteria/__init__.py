@@ -18,17 +18,23 @@ import_components(__name__, __path__)
 from criteria.base import Criterion
 
 
+def check_miner(opt: argparse.Namespace) -> None:
+    """ConfigError when ``--loss`` needs a miner and ``--batch_mining`` is not one it allows."""
+    loss_class = CRITERIA.get(opt.loss)
+    if not loss_class.requires_batchminer:
+        return
+    miner_key = batch_mining.MINERS.get(opt.batch_mining).registry_key
+    allowed = loss_class.allowed_miners
+    if miner_key not in allowed:
+        raise ConfigError(
+            f"--batch_mining: miner {miner_key!r} cannot be used with --loss {opt.loss}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
 def build(opt: argparse.Namespace) -> Criterion:
     """The loss selected by ``--loss``, with its ``--batch_mining`` miner when it needs one."""
+    check_miner(opt)
     loss_class = CRITERIA.get(opt.loss)
-    miner = None
-    if loss_class.requires_batchminer:
-        miner_key = batch_mining.MINERS.get(opt.batch_mining).registry_key
-        allowed = loss_class.allowed_miners
-        if miner_key not in allowed:
-            raise ConfigError(
-                f"--batch_mining: miner {miner_key!r} cannot be used with --loss {opt.loss}; "
-                f"allowed: {', '.join(sorted(allowed))}"
-            )
-        miner = batch_mining.build(opt)
+    miner = batch_mining.build(opt) if loss_class.requires_batchminer else None
     return loss_class(opt, miner)

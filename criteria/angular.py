@@ -12,6 +12,7 @@ from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion, zero_loss
 from criteria.npair import npair_term, tuplet_loss, tuplets
+from utilities.flag_types import Range, nonnegative_float
 
 
 @CRITERIA.register("angular")
@@ -42,17 +43,20 @@ class AngularLoss(Criterion):
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
-            "--loss_angular_alpha", type=float, default=45.0, help="angle bound α in degrees"
+            "--loss_angular_alpha",
+            type=Range(float, 0, 90, open_low=True, open_high=True),
+            default=45.0,
+            help="angle bound α in degrees",
         )
         group.add_argument(
             "--loss_angular_npair_ang_weight",
-            type=float,
+            type=nonnegative_float,
             default=2.0,
             help="weight λ of the angular term against the N-pair term",
         )
         group.add_argument(
             "--loss_angular_npair_l2",
-            type=float,
+            type=nonnegative_float,
             default=0.005,
             help="weight λ_l2 of the embedding-norm penalty λ_l2·mean ‖x‖",
         )

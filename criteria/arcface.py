@@ -13,6 +13,7 @@ from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion
 from criteria.proxy_utils import require_classes, uniform_class_matrix
+from utilities.flag_types import nonnegative_float, positive_float
 
 
 @CRITERIA.register("arcface")
@@ -44,18 +45,18 @@ class ArcFaceLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_arcface_lr",
-            type=float,
+            type=positive_float,
             default=5e-4,
             help="learning rate of the class matrix (no weight decay)",
         )
         group.add_argument(
             "--loss_arcface_angular_margin",
-            type=float,
+            type=nonnegative_float,
             default=0.5,
             help="additive angular margin m (radians)",
         )
         group.add_argument(
-            "--loss_arcface_feature_scale", type=float, default=16.0, help="logit scale s"
+            "--loss_arcface_feature_scale", type=positive_float, default=16.0, help="logit scale s"
         )
         group.add_argument(
             "--loss_arcface_reference_bug",

@@ -10,6 +10,7 @@ import torch
 from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion, distances, zero_loss
+from utilities.flag_types import nonnegative_float
 
 
 @CRITERIA.register("contrastive")
@@ -34,13 +35,13 @@ class ContrastiveLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_contrastive_pos_margin",
-            type=float,
+            type=nonnegative_float,
             default=0.0,
             help="positive pairs closer than this are not pulled further",
         )
         group.add_argument(
             "--loss_contrastive_neg_margin",
-            type=float,
+            type=nonnegative_float,
             default=1.0,
             help="negative pairs farther than this are not pushed further",
         )

@@ -12,6 +12,7 @@ from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion
 from utilities.errors import ConfigError
+from utilities.flag_types import Range
 
 
 @CRITERIA.register("histogram")
@@ -42,7 +43,7 @@ class HistogramLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_histogram_nbins",
-            type=int,
+            type=Range(int, 2),
             default=65,
             help="number R of histogram nodes on [-1, 1] (the SOP runs use 11)",
         )

@@ -10,6 +10,7 @@ import torch
 from batch_mining.base import BatchMiner, split_anchor_sets
 from criteria import CRITERIA
 from criteria.base import Criterion, zero_loss
+from utilities.flag_types import nonnegative_float
 
 
 def distance_rows(embeds: torch.Tensor, rows: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -45,13 +46,13 @@ class LiftedLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_lifted_neg_margin",
-            type=float,
+            type=nonnegative_float,
             default=1.0,
             help="margin m of the negative term log Σ exp(m − d(a,n))",
         )
         group.add_argument(
             "--loss_lifted_l2",
-            type=float,
+            type=nonnegative_float,
             default=0.005,
             help="weight λ_l2 of the embedding-norm penalty λ_l2·mean ‖x‖",
         )

@@ -11,6 +11,7 @@ from torch import nn
 from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion, distances, zero_loss
+from utilities.flag_types import nonnegative_float, positive_float
 
 
 @CRITERIA.register("margin")
@@ -49,18 +50,20 @@ class MarginLoss(Criterion):
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
-            "--loss_margin_margin", type=float, default=0.2, help="margin α around β"
+            "--loss_margin_margin", type=nonnegative_float, default=0.2, help="margin α around β"
         )
         group.add_argument(
             "--loss_margin_beta_lr",
-            type=float,
+            type=positive_float,
             default=5e-4,
             help="learning rate of the per-class boundaries β (no weight decay)",
         )
-        group.add_argument("--loss_margin_beta", type=float, default=1.2, help="initial boundary β")
+        group.add_argument(
+            "--loss_margin_beta", type=nonnegative_float, default=1.2, help="initial boundary β"
+        )
         group.add_argument(
             "--loss_margin_nu",
-            type=float,
+            type=nonnegative_float,
             default=0.0,
             help="weight ν of the β regulariser ν·Σ_T β_{y_a} (divided like the loss)",
         )

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from batch_mining.base import BatchMiner, class_masks
 from criteria import CRITERIA
 from criteria.base import Criterion
+from utilities.flag_types import finite_float, nonnegative_float, positive_float
 
 
 @CRITERIA.register("multisimilarity")
@@ -42,25 +43,25 @@ class MultiSimilarityLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_multisimilarity_pos_weight",
-            type=float,
+            type=positive_float,
             default=2.0,
             help="α: scale of the positive term",
         )
         group.add_argument(
             "--loss_multisimilarity_neg_weight",
-            type=float,
+            type=positive_float,
             default=40.0,
             help="β: scale of the negative term",
         )
         group.add_argument(
             "--loss_multisimilarity_margin",
-            type=float,
+            type=nonnegative_float,
             default=0.1,
             help="ε: pair-mining margin",
         )
         group.add_argument(
             "--loss_multisimilarity_thresh",
-            type=float,
+            type=finite_float,
             default=0.5,
             help="λ: similarity threshold",
         )

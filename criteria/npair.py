@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from batch_mining.base import BatchMiner, split_anchor_sets
 from criteria import CRITERIA
 from criteria.base import Criterion, zero_loss
+from utilities.flag_types import nonnegative_float
 
 
 def tuplets(mined: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -73,7 +74,7 @@ class NPairLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_npair_l2",
-            type=float,
+            type=nonnegative_float,
             default=0.005,
             help="weight λ_l2 of the embedding-norm penalty λ_l2·mean ‖x‖ (the paper's 0.02 "
             "scaled by 0.25 as in its implementation)",

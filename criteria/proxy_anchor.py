@@ -13,6 +13,7 @@ from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion
 from criteria.proxy_utils import require_classes
+from utilities.flag_types import nonnegative_float, positive_float
 
 
 @CRITERIA.register("proxy_anchor")
@@ -44,14 +45,20 @@ class ProxyAnchorLoss(Criterion):
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
-            "--loss_proxy_anchor_alpha", type=float, default=32.0, help="scale α (official --alpha)"
+            "--loss_proxy_anchor_alpha",
+            type=positive_float,
+            default=32.0,
+            help="scale α (official --alpha)",
         )
         group.add_argument(
-            "--loss_proxy_anchor_delta", type=float, default=0.1, help="margin δ (official --mrg)"
+            "--loss_proxy_anchor_delta",
+            type=nonnegative_float,
+            default=0.1,
+            help="margin δ (official --mrg)",
         )
         group.add_argument(
             "--loss_proxy_anchor_lrmulti",
-            type=float,
+            type=positive_float,
             default=100.0,
             help="proxy learning rate = --lr × this (weight decay: --decay, as the official code)",
         )

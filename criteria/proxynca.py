@@ -13,6 +13,7 @@ from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion
 from criteria.proxy_utils import require_classes
+from utilities.flag_types import positive_float
 
 
 @CRITERIA.register("proxynca")
@@ -38,7 +39,7 @@ class ProxyNCALoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_proxynca_lrmulti",
-            type=float,
+            type=positive_float,
             default=50.0,
             help="proxy learning rate = --lr × this (no weight decay)",
         )

@@ -11,6 +11,7 @@ from batch_mining.base import BatchMiner, random_choice
 from criteria import CRITERIA
 from criteria.base import Criterion, distances, zero_loss
 from criteria.lifted import distance_rows
+from utilities.flag_types import nonnegative_float
 
 
 @CRITERIA.register("quadruplet")
@@ -25,9 +26,14 @@ class QuadrupletLoss(Criterion):
     other classes, as in the paper (y_k ≠ y_a, y_k ≠ y_n): its pair is the triplet's negative n and
     every such k, K_t = {k : y_k ∉ {y_a, y_n}} averaged (deterministic, the expectation of drawing
     one k); T' = the triplets with a non-empty K_t (the term is 0 if there is none).
-    ``--loss_quadruplet_reference_fourth`` reproduces the reference instead: K_t holds one batch
-    index j < #T drawn uniformly among those whose triplet j has a different negative than triplet
-    t, which may be of the anchor's or the negative's class.
+    ``--loss_quadruplet_reference_fourth`` reproduces the reference exactly instead: triplet s
+    draws one batch index j_s < #T uniformly among those whose triplet j has a different negative
+    than triplet s (it may be of the anchor's or the negative's class), and since the reference's
+    index arrays are T×1 its second term broadcasts to T×T:
+
+        L₂ = (1/(T·|S|)) Σ_{t ∈ T} Σ_{s ∈ S} [d(a_t,p_t) − d(n_t, x_{j_s}) + α₂]₊
+
+    (S = the triplets that found a j_s: all of them whenever two negatives differ).
     """
 
     requires_batchminer = True
@@ -42,13 +48,13 @@ class QuadrupletLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_quadruplet_margin_alpha_1",
-            type=float,
+            type=nonnegative_float,
             default=0.2,
             help="margin α₁ of the triplet term",
         )
         group.add_argument(
             "--loss_quadruplet_margin_alpha_2",
-            type=float,
+            type=nonnegative_float,
             default=0.2,
             help="margin α₂ of the quadruplet term",
         )
@@ -72,6 +78,10 @@ class QuadrupletLoss(Criterion):
         kept = fourth.any(1)
         if not kept.any():
             return loss
+        if self.reference_fourth:  # T×1 minus T×|S|: every pair (t, s)
+            chosen = fourth[kept].int().argmax(1)
+            d_nk = distance_rows(embeds, negative)[:, chosen]
+            return loss + (d_ap[:, None] - d_nk + self.alpha_2).clamp_min(0).mean()
         d_nk = distance_rows(embeds, negative[kept])
         hinge = (d_ap[kept, None] - d_nk + self.alpha_2).clamp_min(0)
         weights = fourth[kept].to(hinge.dtype)

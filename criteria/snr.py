@@ -10,6 +10,7 @@ import torch
 from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion, zero_loss
+from utilities.flag_types import nonnegative_float
 
 
 @CRITERIA.register("snr")
@@ -40,11 +41,11 @@ class SNRLoss(Criterion):
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
-            "--loss_snr_margin", type=float, default=0.2, help="SNR triplet margin m"
+            "--loss_snr_margin", type=nonnegative_float, default=0.2, help="SNR triplet margin m"
         )
         group.add_argument(
             "--loss_snr_reg_lambda",
-            type=float,
+            type=nonnegative_float,
             default=0.005,
             help="weight λ of the zero-mean regulariser λ·mean|Σ_j x_aj| (0 with "
             "--batch_mining distance, as in the reference)",

@@ -13,6 +13,7 @@ from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion
 from criteria.proxy_utils import require_classes, uniform_class_matrix
+from utilities.flag_types import positive_float
 
 
 @CRITERIA.register("softmax")
@@ -38,12 +39,15 @@ class NormalizedSoftmaxLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_softmax_lr",
-            type=float,
+            type=positive_float,
             default=1e-5,
             help="learning rate of the class matrix (no weight decay; the SOP runs use 0.002)",
         )
         group.add_argument(
-            "--loss_softmax_temperature", type=float, default=0.05, help="softmax temperature T"
+            "--loss_softmax_temperature",
+            type=positive_float,
+            default=0.05,
+            help="softmax temperature T",
         )
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:

@@ -14,6 +14,7 @@ from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion
 from criteria.proxy_utils import require_classes
+from utilities.flag_types import nonnegative_float, positive_float, positive_int
 
 
 @CRITERIA.register("softtriplet")
@@ -55,29 +56,35 @@ class SoftTripleLoss(Criterion):
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
-            "--loss_softtriplet_n_centroids", type=int, default=2, help="centres per class K"
+            "--loss_softtriplet_n_centroids",
+            type=positive_int,
+            default=2,
+            help="centres per class K",
         )
         group.add_argument(
-            "--loss_softtriplet_margin_delta", type=float, default=0.01, help="margin δ"
+            "--loss_softtriplet_margin_delta", type=nonnegative_float, default=0.01, help="margin δ"
         )
         group.add_argument(
             "--loss_softtriplet_gamma",
-            type=float,
+            type=positive_float,
             default=0.1,
             help="γ: the centre assignment is softmax(S/γ)",
         )
         group.add_argument(
-            "--loss_softtriplet_lambda", type=float, default=8.0, help="scale λ of the logits"
+            "--loss_softtriplet_lambda",
+            type=positive_float,
+            default=8.0,
+            help="scale λ of the logits",
         )
         group.add_argument(
             "--loss_softtriplet_reg_weight",
-            type=float,
+            type=nonnegative_float,
             default=0.2,
             help="weight τ of the centre-merging regulariser",
         )
         group.add_argument(
             "--loss_softtriplet_lrmulti",
-            type=float,
+            type=positive_float,
             default=1.0,
             help="centre learning rate = --lr × this (no weight decay)",
         )

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion, distances, zero_loss
+from utilities.flag_types import nonnegative_float
 
 DISTANCES = ("squared", "euclidean", "cosine")
 
@@ -40,7 +41,7 @@ class TripletLoss(Criterion):
     def add_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             "--loss_triplet_margin",
-            type=float,
+            type=nonnegative_float,
             default=0.2,
             help="triplet margin m (also the semihard miner's window with --loss triplet)",
         )

@@ -24,12 +24,16 @@ class BatchSampler(Sampler[list[int]]):
     embeddings: ``main.py`` passes them to its ``set_embeddings(N×D tensor)`` at the start of each
     epoch (see ``datasampler.embedding_based``).
 
+    ``groups_by_class``: the batch is bs / ``--samples_per_class`` groups of same-class draws
+    (every sampler but ``full_random``), so the flag decides whether it can hold positives.
+
     ``class_members`` lists all dataset indices grouped by class (``class_start[c]`` and
     ``class_size[c]`` delimit class c), so samplers draw with vectorised integer arithmetic.
     """
 
     registry_key: str
     needs_embeddings = False
+    groups_by_class = True  # batches are groups of --samples_per_class same-class draws
 
     def __init__(self, opt: argparse.Namespace, labels: np.ndarray) -> None:
         self.labels = np.asarray(labels, dtype=np.int64)

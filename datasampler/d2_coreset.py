@@ -14,6 +14,7 @@ from datasampler.embedding_based import (
     add_lowproj_flag,
     squared_distances,
 )
+from utilities.flag_types import nonnegative_float
 
 
 @SAMPLERS.register("d2_coreset")
@@ -42,7 +43,7 @@ class D2CoresetSampler(EmbeddingSampler):
         add_lowproj_flag(group)
         group.add_argument(
             "--data_d2_coreset_lambda",
-            type=float,
+            type=nonnegative_float,
             default=1.0,
             help="d2_coreset: exponent λ of the summed squared distance to the selected points",
         )

@@ -18,6 +18,7 @@ import torch
 
 from datasampler.base import BatchSampler
 from utilities.errors import ConfigError
+from utilities.flag_types import Range, positive_int
 
 
 def add_flag_once(group: argparse._ArgumentGroup, flag: str, **kwargs: Any) -> None:
@@ -30,7 +31,7 @@ def add_big_batch_flag(group: argparse._ArgumentGroup) -> None:
     add_flag_once(
         group,
         "--data_batchmatch_bigbs",
-        type=int,
+        type=positive_int,
         default=512,
         help="big-batch size the embedding-based samplers select each batch from "
         "(capped at the training-set size)",
@@ -41,7 +42,7 @@ def add_lowproj_flag(group: argparse._ArgumentGroup) -> None:
     add_flag_once(
         group,
         "--data_sampler_lowproj_dim",
-        type=int,
+        type=Range(int, 1, also=(-1,)),
         default=-1,
         help="if > 0, embedding-based samplers select on a random projection to this many "
         "dimensions",
@@ -127,7 +128,7 @@ def add_ncomps_flag(group: argparse._ArgumentGroup) -> None:
     add_flag_once(
         group,
         "--data_batchmatch_ncomps",
-        type=int,
+        type=positive_int,
         default=10,
         help="candidate batches the batch-match samplers compare with the big batch",
     )

@@ -23,6 +23,8 @@ class FullRandomSampler(BatchSampler):
     from that sample when its class has another one: every batch holds at least one positive pair.
     """
 
+    groups_by_class = False
+
     def __init__(self, opt: argparse.Namespace, labels: np.ndarray) -> None:
         super().__init__(opt, labels)
         if self.bs < 2:

@@ -11,12 +11,14 @@ import argparse
 import math
 import pathlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from utilities.errors import ConfigError, DataError
 
@@ -242,6 +244,29 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int, int]:
         return self.transform(self.image(index)), int(self.labels[index]), index
+
+    def check_files(self, description: str, threads: int = 1) -> None:
+        """Decode every image file once (JPEGs at 1/8 scale, which is fast), so a missing or
+        corrupt file stops the run at start-up; DataError names the first bad file."""
+        if isinstance(self.images, np.ndarray):
+            return
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            problems = pool.map(_probe_image, self.images)
+            for problem in tqdm(problems, total=len(self.images), leave=False, disable=None,
+                                desc=f"checking the {description} images"):  # fmt: skip
+                if problem is not None:
+                    raise DataError(problem)
+
+
+def _probe_image(path: str) -> str | None:
+    """None when ``path`` decodes, else the error line."""
+    try:
+        with Image.open(path) as image:
+            image.draft(image.mode, (1, 1))  # JPEG: decode at the smallest DCT scale
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return f"{path}: corrupt or unreadable image ({error})"
+    return None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from datasets import DATASETS
 from datasets.base import DatasetSource, SplitRecords
 from utilities.errors import DataError
 
+CLASSES = 10
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -104,6 +105,13 @@ class Mnist(DatasetSource):
                     f"{len(arrays[f'{split}_images'])} images in {paths[f'{split}_images']}"
                 )
         labels = {split: arrays[f"{split}_labels"].astype(np.int64) for split in ("train", "test")}
+        for split, values in labels.items():
+            outside = values[(values < 0) | (values >= CLASSES)]
+            if len(outside):
+                raise DataError(
+                    f"{paths[f'{split}_labels']}: {len(outside)} labels outside 0..{CLASSES - 1} "
+                    f"(e.g. {int(outside[0])}); expected the {CLASSES} {self.title} classes"
+                )
         if getattr(opt, "split_by_classes", False):
             images = np.concatenate([arrays["train_images"], arrays["test_images"]])
             return zero_shot(images, np.concatenate([labels["train"], labels["test"]]))

@@ -26,6 +26,7 @@ from attacks.pgd import PGDResult, pgd
 from criteria import CRITERIA
 from defenses.base import Terms, TrainingStep
 from utilities.errors import ConfigError
+from utilities.flag_types import pixel_radius, positive_int
 from utilities.precision import Precision
 
 METRICS = ("N", "E", "C")
@@ -38,20 +39,20 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     """The flags every adversarial defense reads."""
     group.add_argument(
         "--defense_eps",
-        type=float,
+        type=pixel_radius,
         default=None,
         help="L∞ radius ε of the adversary in [0,1] pixel space (default: 77/255 for 28×28 "
         "inputs, 8/255 otherwise, as robrank)",
     )
     group.add_argument(
         "--defense_alpha",
-        type=float,
+        type=pixel_radius,
         default=None,
         help="PGD step α (default: 3/255 for 28×28 inputs, 1/255 otherwise)",
     )
     group.add_argument(
         "--defense_pgditer",
-        type=int,
+        type=positive_int,
         default=32,
         help="PGD iterations η of the adversary; 1 = FGSM with step ε (robrank's code: 32; "
         "the CVPR'22 paper: 8); a step costs η+1 forward/backward passes",
@@ -71,17 +72,6 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         "whose anchor precedes its positive in the batch; on SPC-2 batches robrank's anchors, "
         "so a step costs η+1 passes of the batch), all = every mined triplet (twice the cost)",
     )
-
-
-def check_adversary_flags(opt: argparse.Namespace) -> None:
-    """Range checks of the shared ``--defense_*`` flags."""
-    eps, alpha = pgd_radius(opt)
-    if not 0 < eps <= 1:
-        raise ConfigError(f"--defense_eps: got {eps}, expected a radius in (0, 1]")
-    if not 0 < alpha <= 1:
-        raise ConfigError(f"--defense_alpha: got {alpha}, expected a step in (0, 1]")
-    if opt.defense_pgditer < 1:
-        raise ConfigError(f"--defense_pgditer: got {opt.defense_pgditer}, expected >= 1")
 
 
 def pgd_radius(opt: argparse.Namespace) -> tuple[float, float]:
@@ -180,16 +170,12 @@ class Adversary:
 
 class AdversarialStep(TrainingStep):
     """A training step with an adversary (``self.adversary``) built from the ``--defense_*``
-    flags."""
+    flags (their ranges are checked by their argparse types)."""
 
     def __init__(self, opt: argparse.Namespace, *args: object) -> None:
         super().__init__(opt, *args)  # type: ignore[arg-type]
         self.adversary = Adversary.from_options(opt, self.model, self.precision)
         self.metric = self.adversary.metric
-
-    @classmethod
-    def check_options(cls, opt: argparse.Namespace) -> None:
-        check_adversary_flags(opt)
 
 
 def triplet_losses() -> list[str]:
@@ -214,7 +200,6 @@ class TripletDefense(AdversarialStep):
 
     @classmethod
     def check_options(cls, opt: argparse.Namespace) -> None:
-        super().check_options(opt)
         servable = triplet_losses()
         if opt.loss not in servable:
             raise ConfigError(

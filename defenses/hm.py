@@ -15,6 +15,7 @@ from defenses import DEFENSES
 from defenses.adversary import TripletDefense, hardness, metric_distance, perturbed_triplets
 from defenses.base import Terms
 from utilities.errors import ConfigError
+from utilities.flag_types import nonnegative_float, positive_float
 
 OBJECTIVES = ("et", "kl", "l2")
 GRADUAL = ("off", "linear", "square", "sqrt", "boost")
@@ -107,16 +108,22 @@ class HardnessManipulation(TripletDefense):
             "sqrt (g_1/2) replace H_D; boost (g_B) adds (1 − ℓ̄)·ξ to it",
         )
         group.add_argument(
-            "--defense_hm_gamma", type=float, default=0.2, help="hm: γ of the gradual adversary"
+            "--defense_hm_gamma",
+            type=positive_float,
+            default=0.2,
+            help="hm: γ of the gradual adversary",
         )
         group.add_argument(
             "--defense_hm_u",
-            type=float,
+            type=positive_float,
             default=None,
             help="hm: clipping bound u of the previous loss, ℓ̄ = clip(ℓ, 0, u)/u (default: γ)",
         )
         group.add_argument(
-            "--defense_hm_xi", type=float, default=0.1, help="hm: ξ of the boost adversary g_B"
+            "--defense_hm_xi",
+            type=nonnegative_float,
+            default=0.1,
+            help="hm: ξ of the boost adversary g_B",
         )
         group.add_argument(
             "--defense_hm_fix_anchor",
@@ -125,7 +132,7 @@ class HardnessManipulation(TripletDefense):
         )
         group.add_argument(
             "--defense_hm_early_stop",
-            type=float,
+            type=nonnegative_float,
             default=1e-7,
             help="hm: stop PGD when the objective changes by less than this (0: never)",
         )
@@ -136,12 +143,12 @@ class HardnessManipulation(TripletDefense):
         )
         group.add_argument(
             "--defense_ics_lambda",
-            type=float,
+            type=nonnegative_float,
             default=0.5,
             help="hm: weight λ of ICS (robrank 0.5; the CVPR'22 paper used 0.05 on SOP)",
         )
         group.add_argument(
-            "--defense_ics_margin", type=float, default=0.0, help="hm: margin m of ICS"
+            "--defense_ics_margin", type=nonnegative_float, default=0.0, help="hm: margin m of ICS"
         )
 
     @classmethod
@@ -155,20 +162,6 @@ class HardnessManipulation(TripletDefense):
             raise ConfigError(
                 f"--defense_hm_destination: got {constant}, expected a miner or a finite hardness"
             )
-        for flag, value, low in (
-            ("--defense_hm_gamma", opt.defense_hm_gamma, 0.0),
-            ("--defense_hm_u", opt.defense_hm_u, 0.0),
-        ):
-            if value is not None and not value > low:
-                raise ConfigError(f"{flag}: got {value}, expected a number > 0")
-        for flag, value in (
-            ("--defense_hm_xi", opt.defense_hm_xi),
-            ("--defense_hm_early_stop", opt.defense_hm_early_stop),
-            ("--defense_ics_lambda", opt.defense_ics_lambda),
-            ("--defense_ics_margin", opt.defense_ics_margin),
-        ):
-            if not value >= 0:
-                raise ConfigError(f"{flag}: got {value}, expected a number >= 0")
         if opt.defense_ics and opt.defense_hm_fix_anchor:
             raise ConfigError(
                 "--defense_ics: ICS compares the perturbed anchor with the benign one, but "

@@ -150,6 +150,8 @@ class Metric:
     ``scalar`` is False for a metric whose value is an array (``rho_spectrum@0``, the whole
     spectrum): ``compute`` then returns a 1-D tensor, which :meth:`metrics.Evaluator.compute`
     skips (the per-epoch logs) unless ``with_arrays`` asks for it as a list.
+    ``higher_is_better`` is False for metrics where less is better (intra-class distances,
+    spectral decay): ``--storage_metrics`` then keeps their lowest value.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset()
@@ -157,6 +159,7 @@ class Metric:
     registry_key: ClassVar[str]
     arg_name: ClassVar[str | None] = None
     scalar: bool = True
+    higher_is_better: bool = True  # which way checkpoint selection and summaries read it
 
     def __init__(self, arg: str | None = None) -> None:
         self.arg = arg

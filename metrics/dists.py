@@ -70,6 +70,7 @@ class ClassDistances(Metric):
         if arg not in MODES:
             self.reject(f"dists@MODE with MODE one of {', '.join(MODES)}")
         self.mode = arg
+        self.higher_is_better = arg == "inter"  # compact classes, separated classes
 
     def compute(self, inputs: EvalInputs) -> float:
         if inputs.labels.numel() == 0:

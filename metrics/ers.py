@@ -14,6 +14,7 @@ from metrics.base import EvalInputs, Metric
 from utilities.errors import ConfigError
 
 ERS_PROFILES = ("rob28", "rob224", "cvpr")
+SUBSET_KEY = "_subset"  # a swipe of the first batches only: {"attack_batches": N, "attack_bs": B}
 _HEAD = re.compile(r"^(\w+)(?::|$)")
 _PM = re.compile(r":pm=([+-])(?::|$)")
 
@@ -63,18 +64,28 @@ def ers_score(terms: dict[str, tuple[float, float]]) -> float:
 
 
 def read_swipe(path: str | pathlib.Path) -> dict[str, Any]:
-    """A swipe JSON file; ConfigError naming ``--ers`` when it is missing or malformed."""
+    """A swipe JSON file; ConfigError naming ``--ers`` when it is missing or malformed:
+    ``{attack_string: [benign, adversarial]}`` with numbers as the summaries' values (and our
+    ``_subset`` record of a partial swipe)."""
     path = pathlib.Path(path)
     try:
         content = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise ConfigError(f"--ers: cannot read swipe JSON {path}: {error}") from None
-    if not isinstance(content, dict) or not all(
-        isinstance(v, list) and all(isinstance(s, dict) for s in v) for v in content.values()
-    ):
-        raise ConfigError(
-            f"--ers: {path} is not a swipe file; expected {{attack_string: [benign, adversarial]}}"
-        )
+    expected = "expected {attack_string: [benign, adversarial]} summaries of numbers"
+    if not isinstance(content, dict):
+        raise ConfigError(f"--ers: {path} holds a {type(content).__name__}; {expected}")
+    for string, summaries in content.items():
+        if string == SUBSET_KEY:
+            continue
+        if not isinstance(summaries, list) or not all(isinstance(s, dict) for s in summaries):
+            raise ConfigError(f"--ers: {path}: {string!r} is not a list of summaries; {expected}")
+        for summary in summaries:
+            for key, value in summary.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ConfigError(
+                        f"--ers: {path}: {string!r} has {key} = {value!r}, not a number; {expected}"
+                    )
     return content
 
 

@@ -53,6 +53,7 @@ class RhoSpectrum(Metric):
     """
 
     arg_name = "k"
+    higher_is_better = False  # less decay (a flatter spectrum) generalises better (§5)
 
     def __init__(self, arg: str | None = None) -> None:
         self.arg = arg

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -113,10 +114,14 @@ def test_reference_attack_strings_parse_unchanged():
         ("QA:M=1", "QA with pm= given"),
         ("CA:pm=*:W=1", "key=value pairs"),
         ("QA:pm=+:M=0", "M= an integer >= 1"),
-        ("ES:eps=abc", "eps= a number"),
+        ("ES:eps=abc", "eps= a finite number >= 0 and <= 1"),
+        ("ES:eps=nan", "eps= a finite number >= 0 and <= 1, got 'nan'"),
+        ("ES:eps=2", "eps= a finite number >= 0 and <= 1, got '2'"),
+        ("ES:alpha=inf", "alpha= a finite number > 0 and <= 1"),
         ("ES:W=2", "keys of ES among"),
         ("ES:eps=0.1:eps=0.2", "each key once"),
-        ("ES:alpha=0", "alpha= a step > 0"),
+        ("ES:alpha=0", "alpha= a finite number > 0"),
+        ("ES:rinit=2", "rinit= an integer >= 0 and <= 1"),
         ("CA pm=+", "TYPE:key=val"),
     ],
 )
@@ -386,6 +391,25 @@ def test_es_offsets_the_clean_embedding_randomly_and_compat_by_one_constant():
     assert set(steps.round().unique().tolist()) == {-1.0, 0.0, 1.0}
     batch, targets, _ = attacked(cands, attacks.build("ES", compat=True))
     assert torch.equal(targets["origin"], batch.clean + 1e-7)  # robrank's AdvRank.attack
+
+
+def test_es_compat_objective_is_robranks_pairwise_distance_on_hand_made_values():
+    clean = torch.tensor([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    batch = SimpleNamespace(clean=clean)
+    cands = SimpleNamespace(metric="N")
+    origin = clean + 1e-7  # robrank's AdvRank.attack: f(x) + 1e-7 in every coordinate
+    attack = attacks.build("ES", compat=True)
+    embeds = clean.clone().requires_grad_(True)  # the first PGD step: x̃ = x
+    value = attack.objective(embeds, batch, cands, {"origin": origin})
+    # robrank: -Σ_i F.pairwise_distance(f(x̃), f(x) + 1e-7) = -Σ_i ‖f(x̃) − f(x) − 1e-7 + 1e-6‖
+    expected = -2 * math.sqrt(3 * (1e-6 - 1e-7) ** 2)
+    assert value.item() == pytest.approx(expected, rel=1e-3)
+    (gradient,) = torch.autograd.grad(value, embeds)
+    # the distance grows along +1 in every coordinate, so the gradient of −d points along −1
+    assert (gradient < 0).all()
+    correct = attacks.build("ES").objective(embeds, batch, cands, {"origin": origin})
+    (ours,) = torch.autograd.grad(correct, embeds)
+    assert (ours > 0).all()  # without the eps the first step goes the other way
 
 
 @pytest.mark.parametrize("compat", [False, True])

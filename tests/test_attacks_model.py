@@ -208,7 +208,6 @@ def test_eval_attack_compat_reaches_the_attacks(trained, tmp_path):
     "argv, fragment",
     [
         (["--attack", "ES"], "--attack/--swipe: attacks need a checkpoint"),
-        (["--test_path", "X", "--attack", "ES", "--attack_bs", "0"], "--attack_bs: got 0"),
         (["--test_path", "X", "--attack", "CA:pm=+"], "--attack: bad attack string"),
         (["--test_path", "X", "--attack", "ES", "--swipe", "rob28"], "not both"),
         (["--ers", "/nonexistent.json"], "--ers: cannot read swipe JSON"),
@@ -219,6 +218,13 @@ def test_eval_attack_errors_are_one_line(argv, fragment, capsys):
         argv = ["--embeddings", "E.npz", *argv]
     assert eval_cli.main(argv) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_eval_attack_batch_flags_are_range_checked(capsys):
+    with pytest.raises(SystemExit) as stop:
+        eval_cli.main(["--test_path", "X", "--attack", "ES", "--attack_bs", "0"])
+    assert stop.value.code == 2
+    assert "argument --attack_bs: expected an integer >= 1, got '0'" in capsys.readouterr().err
 
 
 def test_ers_of_a_file_missing_a_term_is_an_error(tmp_path, capsys):

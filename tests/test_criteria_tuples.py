@@ -8,6 +8,7 @@ import argparse
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -310,18 +311,51 @@ def test_quadruplet_reference_fourth_rule() -> None:
     assert not crit.fourth_candidates(same_negative, labels).any()
 
 
-def test_quadruplet_reference_fourth_matches_naive(monkeypatch: pytest.MonkeyPatch) -> None:
+def reference_quadruplet(x: np.ndarray, mined: np.ndarray, fourth: list[int], a1: float,
+                         a2: float) -> float:  # fmt: skip
+    """The reference's arithmetic, shapes included: its index arrays are T×1, so
+    ``batch[negatives,:] - batch[fourth_negatives,:]`` broadcasts T×1×D against T×D."""
+    anchors, positives, negatives = (mined[:, i].reshape(-1, 1) for i in range(3))
+    d_ap = np.linalg.norm(x[anchors] - x[positives], axis=-1)  # T×1
+    d_an = np.linalg.norm(x[anchors] - x[negatives], axis=-1)  # T×1
+    d_nk = np.linalg.norm(x[negatives] - x[fourth], axis=-1)  # T×T
+    triplet = np.maximum(d_ap - d_an + a1, 0).mean()
+    return float(triplet + np.maximum(d_ap - d_nk + a2, 0).mean())
+
+
+def test_quadruplet_reference_fourth_broadcasts_as_the_reference() -> None:
+    """Hand-made: 4 triplets in 2-D, each triplet's fourth sample fixed."""
+    x = np.array([[0.0, 0.0], [0.3, 0.1], [1.0, 0.0], [0.0, 0.9], [0.2, 0.5], [0.7, 0.7]])
+    labels = torch.tensor([0, 0, 1, 2, 0, 3])
+    mined = np.array([[0, 1, 2], [1, 0, 3], [4, 0, 5], [0, 4, 3]])
+    fourth = [1, 0, 2, 0]  # j_s < T with another negative than triplet s
+    crit = build("quadruplet", loss_quadruplet_reference_fourth=True)
+    chosen = torch.zeros(4, 6, dtype=torch.bool)
+    chosen[torch.arange(4), torch.tensor(fourth)] = True
+    crit.fourth_candidates = lambda mined, labels: chosen
+    embeds = torch.tensor(x, dtype=torch.float64)
+    value = crit(embeds, labels, mined=torch.tensor(mined)).item()
+    expected = reference_quadruplet(x, mined, fourth, crit.alpha_1, crit.alpha_2)
+    assert value == pytest.approx(expected, abs=5e-5)  # ours: sqrt(d² + 1e-8), the reference d
+    per_triplet = naive_quadruplet(crit, embeds, labels, mined.tolist(),
+                                   lambda t, a, n: [fourth[t]])  # fmt: skip
+    assert abs(per_triplet - expected) > 1e-2  # the per-triplet mean is not the reference
+
+
+def test_quadruplet_reference_fourth_matches_the_reference_on_a_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     embeds, labels = make_batch(LABELS, seed=8)
     crit = build("quadruplet", loss_quadruplet_reference_fourth=True)
     mined = freeze_miner(crit, embeds.detach(), labels)
     torch.manual_seed(1)
     fourth = crit.fourth_candidates(torch.tensor(mined), labels)
     monkeypatch.setattr(crit, "fourth_candidates", lambda mined, labels: fourth)
-    chosen = fourth.nonzero().tolist()
-    expected = naive_quadruplet(
-        crit, embeds.detach(), labels, mined, lambda t, a, n: [j for s, j in chosen if s == t]
-    )
-    assert crit(embeds, labels).item() == pytest.approx(expected, abs=1e-10)
+    chosen = fourth.int().argmax(1).tolist()
+    assert fourth.any(1).all()
+    expected = reference_quadruplet(embeds.detach().double().numpy(), np.array(mined), chosen,
+                                    crit.alpha_1, crit.alpha_2)  # fmt: skip
+    assert crit(embeds, labels).item() == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize("key", TUPLE_LOSSES)

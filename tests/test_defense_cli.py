@@ -144,8 +144,6 @@ def run_main(*flags: str) -> subprocess.CompletedProcess:
         (["--defense", "act", "--loss", "proxynca"], "--defense act: cannot serve --loss proxynca"),
         (["--defense", "hm", "--loss", "triplet", "--defense_hm_source", "npair"],
          "--defense_hm_source: 'npair' is not a triplet miner"),
-        (["--defense", "est", "--defense_eps", "2"], "--defense_eps: got 2.0"),
-        (["--defense", "est", "--defense_pgditer", "0"], "--defense_pgditer: got 0"),
         (["--defense", "hmetsmi", "--defense_hm_fix_anchor", "--loss", "triplet"],
          "--defense_hm_fix_anchor: got True, but --defense hmetsmi means False"),
         (["--defense", "grhetsmi", "--loss", "triplet"], "--defense_ics: ICS compares"),
@@ -160,6 +158,26 @@ def test_bad_defense_input_is_one_line_exit_2_and_leaves_no_run_folder(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not any(tmp_path.iterdir()), "a failed start must not leave a run folder"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--defense_eps", "2"], "argument --defense_eps: expected a finite number > 0 and <= 1"),
+        (["--defense_pgditer", "0"], "argument --defense_pgditer: expected an integer >= 1"),
+        (["--defense_hm_gamma", "-1"], "argument --defense_hm_gamma: expected a finite number > 0"),
+        (
+            ["--defense_ics_lambda", "nan"],
+            "argument --defense_ics_lambda: expected a finite number",
+        ),
+    ],
+)
+def test_out_of_range_defense_flags_are_argparse_errors(capsys, flags, message):
+    with pytest.raises(SystemExit) as stop:
+        main.main(["--defense", "est", *flags])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
 
 
 def test_main_prints_the_translation_of_a_command_string(tmp_path):

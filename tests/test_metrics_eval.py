@@ -69,15 +69,29 @@ def test_eval_embeddings_serves_every_metric(tmp_path, with_masks):
 @pytest.mark.parametrize(
     "arrays, message",
     [
-        ({"labels": np.arange(4.0)}, "'labels' .* float64; expected integers"),
-        ({"embeddings": np.full((4, 2), np.nan)}, "'embeddings' .* holds NaN, infinite"),
+        ({"labels": np.arange(4.0)}, r"has labels float64 \(4,\) for 4 embeddings"),
+        ({"embeddings": np.full((4, 2), np.nan)}, "has NaN or infinite embeddings"),
+        ({"embeddings": np.ones((4, 2), np.complex64)}, "dtype complex64, not real numbers"),
+        ({"embeddings": np.ones((4, 0), np.float32)}, r"shape \(4, 0\) \(at least 2×1"),
+        ({"embeddings": np.ones((0, 2), np.float32), "labels": np.arange(0)}, r"shape \(0, 2\)"),
+        ({"embeddings": np.array([None] * 8, object).reshape(4, 2)}, "as Python objects"),
+        ({"query": np.zeros(4, bool), "gallery": np.ones(4, bool)}, "an all-False 'query' mask"),
     ],
 )
 def test_eval_embeddings_rejects_bad_arrays(tmp_path, capsys, arrays, message):
     content = {"embeddings": np.eye(4, 2, dtype=np.float32), "labels": np.arange(4)} | arrays
     np.savez(tmp_path / "E.npz", **content)
     assert eval_cli.main(["--embeddings", str(tmp_path / "E.npz")]) == 2
-    assert re.search(f"error: --embeddings: {message}", capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.search(f"error: --embeddings: .*{message}", err), err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_eval_embeddings_rejects_a_npy_file(tmp_path, capsys):
+    np.save(tmp_path / "E.npy", np.eye(4, 2))
+    (tmp_path / "E.npy").rename(tmp_path / "E.npz")
+    assert eval_cli.main(["--embeddings", str(tmp_path / "E.npz")]) == 2
+    assert "is a single .npy array of shape (4, 2)" in capsys.readouterr().err
 
 
 def test_eval_embeddings_seeds_kmeans_with_seed(tmp_path, monkeypatch):

@@ -19,6 +19,19 @@ from utilities.files import atomic_write
 
 FORMAT = "dml-toolkit-checkpoint"
 VERSION = 1
+_BEST = {"model": dict, "criterion": dict, "options": dict, "epoch": int, "history": dict}
+REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "best": _BEST,
+    "last": {
+        **_BEST,
+        "optimizer": dict,
+        "scheduler": dict,
+        "scaler": dict,
+        "sampler": dict,
+        "training_step": dict,
+        "rng": dict,
+    },
+}
 
 
 def plain_options(opt: argparse.Namespace) -> dict[str, Any]:
@@ -53,7 +66,31 @@ def load_checkpoint(path: str | os.PathLike, flag: str) -> dict[str, Any]:
         raise ConfigError(
             f"{flag}: {path} has checkpoint version {payload.get('version')}, expected {VERSION}"
         )
+    kind = payload.get("kind")
+    if kind not in REQUIRED:
+        raise ConfigError(f"{flag}: {path} has checkpoint kind {kind!r}; expected last or best")
+    wrong = [
+        key for key, kinds in REQUIRED[kind].items() if not isinstance(payload.get(key), kinds)
+    ]
+    if wrong:
+        raise ConfigError(
+            f"{flag}: {path} is damaged: {', '.join(wrong)} missing or of the wrong type; "
+            "expected a checkpoint written by main.py"
+        )
     return payload
+
+
+def restore(part: Any, state: Any, name: str, path: str | os.PathLike, flag: str) -> None:
+    """``part.load_state_dict(state)``; ConfigError naming the file when the state does not fit
+    (other shapes, missing or extra entries)."""
+    try:
+        part.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ConfigError(
+            f"{flag}: the {name} state in {path} does not fit this run ({reason}); expected a "
+            "checkpoint written by main.py with the same options and data"
+        ) from None
 
 
 def options_from_checkpoint(payload: dict[str, Any]) -> argparse.Namespace:

@@ -72,7 +72,21 @@ def evaluate_dataset(
         precision=precision,
         description=f"embedding {name}",
     )
-    embeds = embeds.to(metric_device or device)
+    return score_embeddings(
+        evaluator, embeds.to(metric_device or device), dataset, model, with_arrays=with_arrays
+    )
+
+
+def score_embeddings(
+    evaluator: Any,
+    embeds: torch.Tensor,
+    dataset: Any,
+    model: nn.Module,
+    *,
+    with_arrays: bool = False,
+) -> dict[str, Any]:
+    """The evaluator's metrics of ``dataset``'s embeddings (N×D, on the metrics' device), with
+    the split's labels and query/gallery masks."""
     labels = torch.as_tensor(np.asarray(dataset.labels), device=embeds.device)
     return evaluator.compute(
         embeds,

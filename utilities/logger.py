@@ -37,9 +37,15 @@ class RunLog:
             column = table.setdefault(name, [math.nan] * (len(table["epoch"]) - 1))
             column.append(float(value))
 
-    def best(self, split: str, name: str) -> float | None:
-        values = [v for v in self.history.get(split, {}).get(name, []) if not math.isnan(v)]
-        return max(values) if values else None
+    def improves(self, split: str, name: str, value: float, higher_is_better: bool) -> bool:
+        """Whether ``value`` beats every earlier value of the column (NaN never does; the first
+        finite value always does)."""
+        if not math.isfinite(value):
+            return False
+        earlier = [v for v in self.history.get(split, {}).get(name, []) if math.isfinite(v)]
+        if not earlier:
+            return True
+        return value > max(earlier) if higher_is_better else value < min(earlier)
 
     def write(self) -> None:
         for split, table in self.history.items():
@@ -75,14 +81,43 @@ class RunLog:
         plt.close(figure)
 
 
-def summary(history: History, splits: list[str]) -> dict[str, Any]:
-    """Last and best value of every metric on each split (the run's ``training_summary.json``)."""
+def best_epoch(table: dict[str, list[float]], name: str, higher_is_better: bool) -> int | None:
+    """Row index of the best finite value of ``name`` (the first of equal ones), or None."""
+    rows = [(v, i) for i, v in enumerate(table.get(name, [])) if math.isfinite(v)]
+    if not rows:
+        return None
+    pick = max if higher_is_better else min
+    best = pick(v for v, _ in rows)
+    return next(i for v, i in rows if v == best)
+
+
+def summary(
+    history: History,
+    splits: list[str],
+    storage_metrics: list[str],
+    higher_is_better: dict[str, bool],
+) -> dict[str, Any]:
+    """The run's ``training_summary.json``: per split, every column at the last epoch and, per
+    ``--storage_metrics`` key, the best epoch (highest, or lowest for metrics better when
+    lower; NaN never wins) with every metric of that epoch."""
     result: dict[str, Any] = {}
-    for split in splits:
+    for split in ["Train", *[s for s in splits if s != "Train"]]:
         table = history.get(split, {})
-        result[split] = {
-            name: {"last": values[-1], "best": max(values)}
-            for name, values in table.items()
-            if name != "epoch" and values
-        }
+        if not table.get("epoch"):
+            continue
+
+        def row(index: int, table: dict[str, list[float]] = table) -> dict[str, float]:
+            return {name: values[index] for name, values in table.items() if index < len(values)}
+
+        entry: dict[str, Any] = {"last": row(len(table["epoch"]) - 1), "best": {}}
+        for name in storage_metrics:
+            index = best_epoch(table, name, higher_is_better.get(name, True))
+            if index is not None:
+                entry["best"][name] = {
+                    "epoch": int(table["epoch"][index]),
+                    "value": table[name][index],
+                    "higher_is_better": higher_is_better.get(name, True),
+                    "metrics": row(index),
+                }
+        result[split] = entry
     return result

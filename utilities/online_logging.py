@@ -8,6 +8,8 @@ import os
 import pathlib
 from typing import Any
 
+INIT_TIMEOUT = 30  # seconds wandb.init may wait for the server before we log offline
+
 
 def wandb_key_configured(opt: argparse.Namespace) -> bool:
     if opt.wandb_key or os.environ.get("WANDB_API_KEY"):
@@ -31,16 +33,29 @@ class OnlineLogger:
         if opt.wandb_key:
             os.environ["WANDB_API_KEY"] = opt.wandb_key
         mode = "online" if wandb_key_configured(opt) else "offline"
-        self.run = wandb.init(
-            project=opt.project,
-            group=opt.group,
-            name=run_dir.name,
-            dir=str(run_dir),
-            config={k: v for k, v in vars(opt).items() if k != "wandb_key"},
-            mode=mode,
-            id=resume_id,
-            resume="allow" if resume_id else None,
-        )
+        settings = {
+            "project": opt.project,
+            "group": opt.group,
+            "name": run_dir.name,
+            "dir": str(run_dir),
+            "config": {k: v for k, v in vars(opt).items() if k != "wandb_key"},
+            "id": resume_id,
+            "resume": "allow" if resume_id else None,
+        }
+        try:
+            self.run = wandb.init(
+                **settings, mode=mode, settings=wandb.Settings(init_timeout=INIT_TIMEOUT)
+            )
+        except Exception as error:  # no network, server down, bad key: log locally instead
+            if mode == "offline":
+                raise
+            reason = " ".join(str(error).split())[:160]
+            print(
+                f"W&B: cannot reach the server ({type(error).__name__}: {reason}); logging "
+                f"offline under {run_dir / 'wandb'} (upload later with wandb sync)"
+            )
+            mode = "offline"
+            self.run = wandb.init(**settings, mode=mode)
         self.run_id = self.run.id
         print(f"W&B logging {mode} (run {self.run_id})")
 

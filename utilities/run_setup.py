@@ -10,7 +10,8 @@ import pathlib
 from typing import Any
 
 from utilities.errors import ConfigError
-from utilities.files import atomic_write_text
+from utilities.files import atomic_write_text, remove_stale_temporaries
+from utilities.outputs import check_folder_writable
 
 # Flags a resumed run may change; everything else is taken from the checkpoint.
 RESUME_OVERRIDABLE = {
@@ -24,18 +25,37 @@ RESUME_OVERRIDABLE = {
 }
 
 
+def run_dir_name(opt: argparse.Namespace) -> str:
+    """``--savename``, or the default: ``<group>_s<seed>`` with ``--log_online``, else
+    ``<DATASET>_<arch>_<time>``."""
+    if opt.savename != "group_plus_seed":
+        return opt.savename
+    if opt.log_online:
+        return f"{opt.group}_s{opt.seed}"
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+    return f"{opt.dataset.upper()}_{opt.arch}_{stamp}"
+
+
+def check_run_dir_possible(opt: argparse.Namespace) -> None:
+    """Before any work: the run folder's name stays inside ``--save_path`` and can be made."""
+    check_folder_name(
+        run_dir_name(opt), "--savename" if opt.savename != "group_plus_seed" else "--group"
+    )
+    check_folder_writable(pathlib.Path(opt.save_path) / opt.dataset, "--save_path")
+
+
 def make_run_dir(opt: argparse.Namespace) -> pathlib.Path:
     """``<save_path>/<dataset>/<savename>``, with ``_1``, ``_2``... appended if it exists."""
-    if opt.savename == "group_plus_seed":
-        if opt.log_online:
-            name = f"{opt.group}_s{opt.seed}"
-        else:
-            stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
-            name = f"{opt.dataset.upper()}_{opt.arch}_{stamp}"
-    else:
-        name = opt.savename
+    name = run_dir_name(opt)
+    check_folder_name(name, "--savename" if opt.savename != "group_plus_seed" else "--group")
     root = pathlib.Path(opt.save_path) / opt.dataset
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"--save_path: cannot create {root} ({type(error).__name__}: "
+            f"{error.strerror or error}); expected a writable folder"
+        ) from None
     candidate, counter = root / name, 0
     while True:
         try:
@@ -44,6 +64,32 @@ def make_run_dir(opt: argparse.Namespace) -> pathlib.Path:
         except FileExistsError:
             counter += 1
             candidate = root / f"{name}_{counter}"
+        except OSError as error:
+            raise ConfigError(
+                f"--save_path: cannot create the run folder {candidate} "
+                f"({type(error).__name__}: {error.strerror or error}); expected a writable folder"
+            ) from None
+
+
+def check_folder_name(name: str, flag: str) -> None:
+    """A run folder's name stays inside ``--save_path``: no separator, not ``.`` or ``..``."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(
+            f"{flag}: {name!r} would put the run folder outside --save_path; expected a folder "
+            "name without path separators"
+        )
+
+
+def prepare_resumed_run_dir(checkpoint: str) -> pathlib.Path:
+    """The folder of a resumed run: writable (checked now, not at the end of an epoch), and
+    without the temporary files a killed run left in it."""
+    run_dir = pathlib.Path(checkpoint).resolve().parent
+    check_folder_writable(run_dir, "--resume")
+    remove_stale_temporaries(run_dir)
+    for sub in ("CSV_Logs", "Progression_Plots"):
+        if (run_dir / sub).is_dir():
+            remove_stale_temporaries(run_dir / sub)
+    return run_dir
 
 
 def resumed_options(
