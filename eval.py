@@ -250,12 +250,14 @@ def attack_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     if args.attack_batches:  # recorded, so a subset is never mistaken for the whole split
         results[SUBSET_KEY] = {"attack_batches": args.attack_batches, "attack_bs": batch_size}
     if args.swipe:
-        if args.swipe in ERS_PROFILES:
-            terms = ers_terms(results, "the swipe")
-            print(format_ers_table(terms))
+        terms = ers_terms(results, "the swipe") if args.swipe in ERS_PROFILES else None
         path = swipe_path(args)
-        save_result(path, lambda target: write_json(target, results), "--swipe")
-        print(f"Wrote {path}")
+        try:
+            save_result(path, lambda target: write_json(target, results), "--swipe")
+            print(f"Wrote {path}")
+        finally:  # the score is printed, last, even when the file went to a fallback path
+            if terms is not None:
+                print(format_ers_table(terms))
     return results
 
 
@@ -275,11 +277,11 @@ def score_swipe_file(args: argparse.Namespace) -> float:
     """Print the ERS table of ``--ers SWIPE.json``; the ERS."""
     swipe = read_swipe(args.ers)
     terms = ers_terms(swipe, args.ers)
-    print(format_ers_table(terms))
-    if SUBSET_KEY in swipe:
+    if SUBSET_KEY in swipe:  # before the table, whose last line is the score
         subset = swipe[SUBSET_KEY]
         print(f"(a partial swipe: the first {subset.get('attack_batches')} batches of "
               f"{subset.get('attack_bs')} items of the split)")  # fmt: skip
+    print(format_ers_table(terms))
     return ers_score(terms)
 
 

@@ -49,6 +49,7 @@ from attacks.profiles import profile  # noqa: E402
 from attacks.runner import AttackRunner  # noqa: E402
 from metrics.ers import ERS_TERMS, ers_score, ers_terms  # noqa: E402
 from utilities.checkpoint import load_checkpoint  # noqa: E402
+from utilities.files import atomic_write_text  # noqa: E402
 from utilities.optimization import build_optimizer  # noqa: E402
 from utilities.precision import Precision  # noqa: E402
 
@@ -103,7 +104,8 @@ def train_and_swipe(defense: str, loss: str, args: argparse.Namespace, root: pat
                           seed=opt.seed, max_batches=args.attack_batches,
                           dataset_name=opt.dataset, progress=False)  # fmt: skip
     swipe = runner.swipe(profile("rob28"))
-    (checkpoint.parent / "checkpoint_last.pth.rob28.json").write_text(json.dumps(swipe) + "\n")
+    swipe_file = checkpoint.parent / "checkpoint_last.pth.rob28.json"
+    atomic_write_text(swipe_file, json.dumps(swipe) + "\n")
     terms = ers_terms(swipe)
     times = payload["history"]["Train"]["time"]
     return {
@@ -143,8 +145,11 @@ def target_lines(rows: list[dict]) -> list[str]:
             factor = row["ers"] / base["ers"]
             drop = 100 * (base["benign"]["R@1"] - row["benign"]["R@1"])
             met = factor >= 4 and drop <= 5
-            lines.append(f"{loss} {name}: ERS {factor:.1f}× no defense, R@1 {drop:+.1f} points "
-                         f"below it -> target {'met' if met else 'NOT met'}")  # fmt: skip
+            side = "below" if drop > 0 else "above"
+            change = f"{abs(drop):.1f} points {side}" if drop else "equal"
+            verdict = "met" if met else "NOT met"
+            lines.append(f"{loss} {name}: ERS {factor:.1f}× no defense's, R@1 {change} -> "
+                         f"target (≥ 4×, ≤ 5 points below) {verdict}")  # fmt: skip
     return lines
 
 
@@ -230,7 +235,7 @@ def main_(argv: list[str] | None = None) -> dict:
                   f"{t['standard_cpu_s']:.3f} s  ratio CPU {t['ratio_cpu']:.3f}  "
                   f"wall {t['ratio_wall']:.3f}")  # fmt: skip
     if args.output:
-        pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -19,7 +19,7 @@ import main
 from attacks import ATTACKS
 from attacks.profiles import PROFILES, profile
 from attacks.runner import AttackRunner
-from metrics.ers import ers_score, ers_terms
+from metrics.ers import SUBSET_KEY, ers_score, ers_terms
 from utilities.checkpoint import load_checkpoint, options_from_checkpoint
 
 
@@ -162,23 +162,25 @@ def test_eval_attack_and_swipe_and_ers(trained, tmp_path, capsys, monkeypatch):
     assert eval_cli.main([*argv, "--attack", strings[0], "--attack", strings[1],
                           "--output", str(output)]) == 0  # fmt: skip
     result = json.loads(output.read_text())
-    assert list(result) == strings
+    assert list(result) == [*strings, SUBSET_KEY]
+    assert result[SUBSET_KEY] == {"attack_batches": 1, "attack_bs": 16}
     assert set(result[strings[0]][1]) == {"embshift", "r@1", "r@10", "r@100"}
     assert "[2/2] GTT" in capsys.readouterr().out
 
     assert eval_cli.main([*argv, "--swipe", "rob28"]) == 0
-    swipe_file = checkpoint.parent / "checkpoint_last.pth.rob28.json"
+    swipe_file = checkpoint.parent / "checkpoint_last.pth.rob28.first1.json"  # a partial swipe
     swipe = json.loads(swipe_file.read_text())
-    assert list(swipe) == profile("rob28")
-    assert all(len(entry) == 2 for entry in swipe.values())
-    printed = capsys.readouterr().out
+    assert list(swipe) == [*profile("rob28"), SUBSET_KEY]
+    assert all(len(entry) == 2 for name, entry in swipe.items() if name != SUBSET_KEY)
+    printed = capsys.readouterr().out.rstrip().splitlines()
     score = ers_score(ers_terms(swipe))
-    assert printed.rstrip().splitlines()[-1] == f"ERS {score:.1f}"
-    assert "[9/9] GTT" in printed
+    assert f"Wrote {swipe_file}" in printed and printed[-1] == f"ERS {score:.1f}"
+    assert any(line.startswith("[9/9] GTT") for line in printed)
 
     assert eval_cli.main(["--ers", str(swipe_file)]) == 0
     lines = capsys.readouterr().out.rstrip().splitlines()
-    assert lines[-1] == f"ERS {score:.1f}" and len(lines) == 12
+    assert lines[0].startswith("(a partial swipe: the first 1 batches of 16 items")
+    assert lines[-1] == f"ERS {score:.1f}" and len(lines) == 13
 
 
 def test_eval_attack_scores_are_seeded(trained, tmp_path):

@@ -51,7 +51,8 @@ def test_eval_evaluates_and_attacks_a_defended_checkpoint(defended_run, tmp_path
     swipe = ["--test_path", str(checkpoint), "--swipe", "rob28", "--attack_batches", "1",
              "--attack_bs", "8"]  # fmt: skip
     assert eval_cli.main(swipe) == 0
-    assert "ERS" in capsys.readouterr().out.splitlines()[-1]
+    printed = capsys.readouterr().out.splitlines()
+    assert f"Wrote {checkpoint}.rob28.first1.json" in printed and printed[-1].startswith("ERS ")
 
 
 @pytest.mark.slow
