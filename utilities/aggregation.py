@@ -13,6 +13,7 @@ first storage metric: its best test epoch (``revisit``) or the selected epoch (`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -88,9 +89,10 @@ def group_runs(records: Sequence[RunRecord]) -> tuple[list[Group], list[str]]:
     return result, notes
 
 
+@functools.cache
 def higher_is_better(name: str) -> bool:
-    """The metric's direction from its registry entry; columns of a step (losses, hardness,
-    time) are better lower."""
+    """The metric's direction from its registry entry; of the other columns (a step's terms,
+    ``time``) the losses and ``time`` are better lower, the rest higher."""
     try:
         return metrics.build_metrics([name])[0].higher_is_better
     except (ConfigError, KeyError, ValueError, IndexError):
