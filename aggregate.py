@@ -15,6 +15,7 @@ Revisiting-DML paper's protocol, marked as such), plus the ERS terms of the swip
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import math
 import pathlib
@@ -35,6 +36,7 @@ from utilities.wandb_runs import (
 )
 
 SEEDS_COLUMN = result_tables.Column("seeds", 1.0, 0, None, spread=False)
+SHARED_METRICS = ("e_recall@1", "nmi")
 FIGURE_METRICS = ("e_recall@1", "e_recall@2", "e_recall@4", "nmi", "f1", "mAP_c", "mAP_R")
 
 
@@ -132,6 +134,8 @@ def build_tables(groups: list[aggregation.Group], metrics: Sequence[str] | None)
                 "population std over the seeds; best per column in bold; `epoch`: the "
                 + ("best test epoch of the first --storage_metrics key." if protocol == "revisit"
                    else "selected epoch."), columns, rows)))  # fmt: skip
+    if len(dict.fromkeys(g.dataset for g in groups)) > 1:
+        tables += [(f"shared_{p}", "all", shared_table(stats[p], p)) for p in aggregation.PROTOCOLS]
     for dataset in dict.fromkeys(g.dataset for g in groups):
         profiles = dict.fromkeys(p for g in groups if g.dataset == dataset
                                  for r in g.runs for p in r.swipes)  # fmt: skip
@@ -157,6 +161,30 @@ def build_tables(groups: list[aggregation.Group], metrics: Sequence[str] | None)
     return tables, stats
 
 
+def shared_table(results: dict, protocol: str) -> result_tables.Table:
+    """The paper's comparison table (``Result_Evaluations.py``'s ``shared_table``): one row per
+    method across the datasets (dataset prefix stripped, ``reg`` variants as ``R-``), each
+    dataset's R@1 and NMI; baselines first, then the ρ-regularised methods."""
+    rows: dict[str, dict[str, aggregation.Stat]] = {}
+    columns = []
+    for dataset, groups in results.items():
+        for metric in SHARED_METRICS:
+            if any(metric in values for values in groups.values()):
+                column = result_tables.metric_column(metric)
+                columns.append(dataclasses.replace(column, key=f"{dataset} {metric}"))
+        for label, values in groups.items():
+            row = rows.setdefault(aggregation.method_name(label), {})
+            row.update({f"{dataset} {m}": values[m] for m in SHARED_METRICS if m in values})
+    ordered = dict(sorted(rows.items(), key=lambda item: (item[0].startswith("R-"), item[0])))
+    return result_tables.Table(
+        f"all datasets: R@1 and NMI per method, protocol {protocol}",
+        f"Protocol `{protocol}`: {aggregation.PROTOCOL_NOTES[protocol]}. Rows join groups whose "
+        "names differ only in their dataset prefix (CUB_, CARS_/CAR_, SOP_; CUBreg_ ... as R-).",
+        columns,
+        ordered,
+    )
+
+
 def write_outputs(output: pathlib.Path, records: list[RunRecord], groups, tables, stats) -> list:
     written = []
 
@@ -169,11 +197,13 @@ def write_outputs(output: pathlib.Path, records: list[RunRecord], groups, tables
     put("results.md", "\n".join(markdown))
     put("tables.tex", "% booktabs tables written by aggregate.py\n"
         + "\n\n".join(result_tables.latex(table) for _, _, table in tables) + "\n")  # fmt: skip
-    for kind in (*aggregation.PROTOCOLS, "ers"):
+    files = {"clean": "test_clean", "revisit": "test_revisit", "ers": "ers",
+             "shared_clean": "shared_clean", "shared_revisit": "shared_revisit"}  # fmt: skip
+    for kind, stem in files.items():
         rows = [row for k, dataset, table in tables if k == kind
                 for row in result_tables.csv_rows(table, [("dataset", dataset)])]  # fmt: skip
         if rows:
-            put(f"{'test_' + kind if kind != 'ers' else 'ers'}.csv", result_tables.csv_text(rows))
+            put(f"{stem}.csv", result_tables.csv_text(rows))
     per_run = []
     for group in groups:
         for run in group.runs:

@@ -18,8 +18,8 @@ import eval as eval_cli
 import main
 from attacks.profiles import PROFILES
 from metrics.ers import ERS_TERMS, ers_score, ers_terms
-from utilities import wandb_runs
-from utilities.run_records import read_local_run
+from utilities import aggregation, result_tables, wandb_runs
+from utilities.run_records import RunRecord, read_local_run
 from utilities.wandb_runs import WandbRun, read_offline_run
 
 METRICS = ["e_recall@1", "e_recall@2", "mAP_R", "dists@intra", "rho_spectrum@2"]
@@ -320,3 +320,30 @@ def test_a_run_read_from_two_sources_counts_once(runs, tmp_path, capsys):
     assert all(row["seeds"] == "2.0" for row in read_csv(output / "test_clean.csv"))
     notes = [line for line in capsys.readouterr().err.splitlines() if "already read" in line]
     assert len(notes) == len(GROUPS)  # each group's W&B copy of its online seed
+
+
+def synthetic_run(group, dataset, seed, recall, nmi):
+    """A finished run whose test log has two epochs, the second one the given values."""
+    test = {"epoch": [1.0, 2.0], "e_recall@1": [0.1, recall], "nmi": [0.1, nmi]}
+    options = {"group": group, "dataset": dataset, "seed": seed, "storage_metrics": ["e_recall@1"]}
+    return RunRecord(f"{group}/{seed}", f"{group}_s{seed}", options, {"Test": test}, True)
+
+
+def test_the_shared_table_joins_methods_across_datasets():
+    records = [synthetic_run("CUB_Margin", "cub200", 0, 0.6, 0.7),
+               synthetic_run("CUB_Margin", "cub200", 1, 0.62, 0.68),
+               synthetic_run("CARS_Margin", "cars196", 0, 0.8, 0.66),
+               synthetic_run("CARreg_Margin", "cars196", 0, 0.82, 0.67),
+               synthetic_run("SOP_Margin", "online_products", 0, 0.78, 0.9)]  # fmt: skip
+    groups, _ = aggregation.group_runs(records)
+    tables, _ = aggregate.build_tables(groups, None)
+    shared = next(table for kind, _, table in tables if kind == "shared_clean")
+    assert list(shared.rows) == ["Margin", "R-Margin"]  # baselines first
+    margin = shared.rows["Margin"]
+    assert margin["cub200 e_recall@1"].mean == pytest.approx(0.61)
+    assert margin["cub200 e_recall@1"].std == pytest.approx(0.01)
+    assert margin["cars196 nmi"].mean == pytest.approx(0.66)
+    assert margin["online_products e_recall@1"].mean == pytest.approx(0.78)
+    assert set(shared.rows["R-Margin"]) == {"cars196 e_recall@1", "cars196 nmi"}
+    assert "cars196 e_recall@1 (×100)" in result_tables.markdown(shared)
+    assert aggregation.method_name("DIG_margin") == "DIG_margin"  # not a known dataset prefix

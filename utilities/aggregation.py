@@ -38,6 +38,7 @@ RUN_SPECIFIC = {  # options that differ between the seeds of one experiment
     "log_online", "wandb_key", "project", "n_classes", "evaluate_on_gpu",
 }  # fmt: skip
 NOT_METRICS = {"epoch", "time"}
+_DATASET_PREFIX = re.compile(r"^(?:CUB|CARS?|SOP|MNIST|FASHION|INSHOP)(reg)?_(.+)$")
 _SEED_SUFFIX = re.compile(r"_s\d+$")
 
 
@@ -201,3 +202,12 @@ def describe(record: RunRecord) -> dict[str, Any]:
     """The options a reader needs to tell runs apart in ``runs.csv``."""
     keys = ("dataset", "group", "seed", "loss", "batch_mining", "arch", "defense", "n_epochs")
     return {key: record.options.get(key) for key in keys}
+
+
+def method_name(label: str) -> str:
+    """A group's method across datasets: ``CUB_Margin_b12_Distance`` → ``Margin_b12_Distance``,
+    ``CARreg_Contrastive`` → ``R-Contrastive`` (the reference's naming); others unchanged."""
+    match = _DATASET_PREFIX.match(label)
+    if not match:
+        return label
+    return ("R-" if match.group(1) else "") + match.group(2)
