@@ -291,15 +291,25 @@ def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[
     return {dest for dest, value in vars(probe).items() if value is not unset}
 
 
+def format_value(value: object) -> str:
+    """A parsed flag's value as it would be typed."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(item) for item in value)
+    return str(value)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Parse, apply dataset defaults to flags not given, validate. Returns (opt, explicit flags)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    argv, translation = robrank_command.expand(argv)
-    if translation:
-        print(translation)
+    given = list(sys.argv[1:] if argv is None else argv)
+    argv, translation = robrank_command.expand(given)
     parser = build_parser()
     opt = parser.parse_args(argv)
     explicit = explicit_flags(parser, argv)
+    if translation:
+        translated = explicit_flags(parser, argv[: len(argv) - len(given)])
+        kept = sorted(translated & explicit_flags(parser, given))
+        shown = ", ".join(f"--{name} {format_value(getattr(opt, name))}" for name in kept)
+        print(translation + (f" (given instead: {shown})" if kept else ""))
     datasets.DATASETS.get(opt.dataset)
     for name, value in datasets.dataset_defaults(opt.dataset).items():
         if name not in explicit:

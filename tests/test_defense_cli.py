@@ -189,3 +189,13 @@ def test_main_prints_the_translation_of_a_command_string(tmp_path):
     assert "--defense act" in first
     assert result.returncode == 2  # no MNIST files here: the dataset error, in one line
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_the_translation_line_names_the_flags_given_instead(capsys):
+    given = ["--dataset", "digits", "--bs", "112", "--evaluation_metrics", "e_recall@1"]
+    opt, _ = parameters.parse_args(["-C", "mnist:rc2f2p:ptripletN", *given])
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    assert line.startswith("-C mnist:rc2f2p:ptripletN -> --dataset mnist")
+    assert line.endswith("(given instead: --bs 112, --dataset digits, "
+                         "--evaluation_metrics e_recall@1)")  # fmt: skip
+    assert (opt.bs, opt.dataset, opt.n_epochs) == (112, "digits", 16)
