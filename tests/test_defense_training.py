@@ -57,14 +57,14 @@ def test_eval_evaluates_and_attacks_a_defended_checkpoint(defended_run, tmp_path
 
 @pytest.mark.slow
 def test_sigkill_mid_adversarial_training_then_resume_matches_uninterrupted_run(tmp_path):
-    flags = [*HM, "--n_epochs", "3", "--seed", "3"]
+    flags = [*HM, "--n_epochs", "2", "--seed", "3"]
     straight_dir, run_dir = straight_and_killed_runs(flags, tmp_path)
     assert load_checkpoint(run_dir / "checkpoint_last.pth", "--resume")["epoch"] == 1
     resumed = subprocess.run(
         [sys.executable, "main.py", "--resume", str(run_dir / "checkpoint_last.pth")],
         cwd=ROOT, check=True, capture_output=True, text=True,
     )  # fmt: skip
-    assert "epoch 2/3" in resumed.stdout and "epoch 1/3" not in resumed.stdout
+    assert "epoch 2/2" in resumed.stdout and "epoch 1/2" not in resumed.stdout
     expected = load_checkpoint(straight_dir / "checkpoint_last.pth", "--resume")
     actual = load_checkpoint(run_dir / "checkpoint_last.pth", "--resume")
     assert actual["training_step"] == expected["training_step"]
