@@ -22,11 +22,11 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from parameters import OneLineErrorParser
+from parameters import DefaultsHelpFormatter, OneLineErrorParser
 from utilities import aggregation, result_figures, result_tables
 from utilities.errors import ConfigError, one_line
 from utilities.files import atomic_write_text
-from utilities.outputs import check_folder_writable
+from utilities.outputs import check_folder_writable, save_result
 from utilities.run_records import RunRecord, read_local_run, run_folders, wandb_record
 from utilities.wandb_runs import (
     WandbUnavailableError,
@@ -41,7 +41,11 @@ FIGURE_METRICS = ("e_recall@1", "e_recall@2", "e_recall@4", "nmi", "f1", "mAP_c"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="aggregate.py", description=__doc__.split("\n\n")[0])
+    parser = OneLineErrorParser(
+        prog="aggregate.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("folders", nargs="*", metavar="FOLDER", help="folders of run folders")
     parser.add_argument("--output", required=True, help="folder for the tables and figures")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read this W&B project")
@@ -119,9 +123,10 @@ def build_tables(groups: list[aggregation.Group], metrics: Sequence[str] | None)
     columns.append(result_tables.Column("epoch", 1.0, 1, None))
     columns.append(SEEDS_COLUMN)
     tables, stats = [], {}
+    datasets = list(dict.fromkeys(g.dataset for g in groups))
     for protocol in aggregation.PROTOCOLS:
         stats[protocol] = {}
-        for dataset in dict.fromkeys(g.dataset for g in groups):
+        for dataset in datasets:
             rows = {}
             for group in (g for g in groups if g.dataset == dataset):
                 values = aggregation.group_table(group, protocol)
@@ -134,15 +139,16 @@ def build_tables(groups: list[aggregation.Group], metrics: Sequence[str] | None)
                 "population std over the seeds; best per column in bold; `epoch`: the "
                 + ("best test epoch of the first --storage_metrics key." if protocol == "revisit"
                    else "selected epoch."), columns, rows)))  # fmt: skip
-    if len(dict.fromkeys(g.dataset for g in groups)) > 1:
+    if len(datasets) > 1:
         tables += [(f"shared_{p}", "all", shared_table(stats[p], p)) for p in aggregation.PROTOCOLS]
-    for dataset in dict.fromkeys(g.dataset for g in groups):
+    ers = {(g.dataset, g.label): aggregation.ers_table(g) for g in groups}  # once per group
+    for dataset in datasets:
         profiles = dict.fromkeys(p for g in groups if g.dataset == dataset
                                  for r in g.runs for p in r.swipes)  # fmt: skip
         for profile in profiles:
             rows = {}
             for group in (g for g in groups if g.dataset == dataset):
-                table = aggregation.ers_table(group)
+                table = ers[(group.dataset, group.label)]
                 if profile in table:
                     partial = (
                         " (partial swipe)" if aggregation.partial_swipe(group, profile) else ""
@@ -185,16 +191,20 @@ def shared_table(results: dict, protocol: str) -> result_tables.Table:
     )
 
 
-def write_outputs(output: pathlib.Path, records: list[RunRecord], groups, tables, stats) -> list:
+def results_markdown(records: list[RunRecord], groups, tables) -> str:
+    """``results.md``, also printed: every table."""
+    lines = ["# Aggregated results", "", f"{len(records)} runs in {len(groups)} groups.", ""]
+    return "\n".join([*lines, *(result_tables.markdown(table) + "\n" for _, _, table in tables)])
+
+
+def write_outputs(output: pathlib.Path, markdown: str, records, groups, tables, stats) -> list:
     written = []
 
     def put(name: str, text: str) -> None:
         atomic_write_text(output / name, text)
         written.append(output / name)
 
-    markdown = ["# Aggregated results", "", f"{len(records)} runs in {len(groups)} groups.", ""]
-    markdown += [result_tables.markdown(table) + "\n" for _, _, table in tables]
-    put("results.md", "\n".join(markdown))
+    put("results.md", markdown)
     put("tables.tex", "% booktabs tables written by aggregate.py\n"
         + "\n\n".join(result_tables.latex(table) for _, _, table in tables) + "\n")  # fmt: skip
     files = {"clean": "test_clean", "revisit": "test_revisit", "ers": "ers",
@@ -249,17 +259,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for note in [*notes, *left_out]:
         print(f"note: {note}", file=sys.stderr)
-    for _, _, table in tables:  # printed first: a failed write below loses nothing
-        print(result_tables.markdown(table) + "\n")
+    markdown = results_markdown(records, groups, tables)
+    print(markdown)  # printed first: a failed write below loses nothing
     try:
         output.mkdir(parents=True, exist_ok=True)
-        written = write_outputs(output, records, groups, tables, stats)
+        written = write_outputs(output, markdown, records, groups, tables, stats)
     except OSError as error:
-        print(
-            f"error: --output: could not write to {output} ({type(error).__name__}: "
-            f"{error.strerror or error}); the tables are printed above",
-            file=sys.stderr,
-        )
+        reason = f"{type(error).__name__}: {error.strerror or error}"
+        try:  # the tables at least, where asked or in a fallback file the message names
+            save_result(output / "results.md", lambda t: atomic_write_text(t, markdown), "--output")
+            print(f"error: --output: could not write to {output} ({reason}); the tables are "
+                  f"in {output / 'results.md'} and printed above", file=sys.stderr)  # fmt: skip
+        except ConfigError as saved:
+            print(f"error: {one_line(saved)} (the tables are printed above)", file=sys.stderr)
         return 2
     print(f"Wrote {len(written)} files to {output} (results.md, tables.tex, CSV, figures)")
     return 0

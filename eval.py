@@ -40,7 +40,7 @@ from metrics.ers import (
     read_swipe,
 )
 from parameters import DEFAULT_METRICS, DefaultsHelpFormatter, OneLineErrorParser
-from utilities.checkpoint import load_checkpoint, options_from_checkpoint, restore
+from utilities.checkpoint import load_checkpoint, options_from_checkpoint, restore, split_size
 from utilities.device import select_device
 from utilities.embedding import embed_dataset, score_embeddings
 from utilities.embedding_files import read_embeddings, write_embeddings
@@ -143,7 +143,7 @@ def load_checkpoint_split(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]
     device = select_device(opt)
     data = datasets.build(opt, architectures.input_spec(opt.arch))
     stored = payload.get("data", {}).get("Test")
-    classes = len(set(np.asarray(data.test.labels).tolist()))
+    classes = split_size(data.test)["classes"]
     if stored and stored.get("classes") != classes:
         raise ConfigError(
             f"--source_path: the test split of {opt.dataset} at {opt.source_path} has "

@@ -31,7 +31,13 @@ import defenses
 import metrics
 import parameters
 from defenses.base import NonFiniteLossError, TrainingStep
-from utilities.checkpoint import load_checkpoint, plain_options, restore, save_checkpoint
+from utilities.checkpoint import (
+    load_checkpoint,
+    plain_options,
+    restore,
+    save_checkpoint,
+    split_size,
+)
 from utilities.device import select_device
 from utilities.embedding import embed_dataset, evaluate_dataset
 from utilities.errors import ConfigError, TrainingError, one_line
@@ -125,6 +131,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
         f"device {device} | run folder {run_dir}"
     )
 
+    sizes = {name: split_size(split) for name, split in eval_splits.items()}  # for eval.py
     last_results: dict[str, dict[str, float]] = {}
     try:
         for epoch in range(start_epoch + 1, opt.n_epochs + 1):
@@ -159,7 +166,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
                 if split != "Train":
                     log.log(split, epoch, values)
             state = {
-                "data": split_sizes(eval_splits),
+                "data": sizes,
                 "model": model.state_dict(),
                 "criterion": criterion.state_dict(),
                 "options": plain_options(opt),
@@ -277,14 +284,6 @@ def interrupted_message(run_dir: pathlib.Path) -> str:
         return f"no epoch finished, no checkpoint was written (run folder {run_dir})"
     epoch = load_checkpoint(last, "--resume")["epoch"]
     return f"the last checkpoint is {last} (epoch {epoch}); continue with: --resume {last}"
-
-
-def split_sizes(splits: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """Samples and classes of each evaluated split (``eval.py`` checks a moved dataset)."""
-    return {
-        name: {"samples": len(split), "classes": len(set(split.labels.tolist()))}
-        for name, split in splits.items()
-    }
 
 
 def format_metrics(values: dict[str, float]) -> str:

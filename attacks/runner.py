@@ -23,6 +23,7 @@ import attacks
 from attacks.base import METRICS, Attack, CandidateSet, embedding_form
 from attacks.pgd import pgd
 from attacks.spec import AttackSpec
+from utilities.embedding import evaluating
 from utilities.errors import ConfigError
 
 Summary = dict[str, float]
@@ -89,10 +90,8 @@ class AttackRunner:
     def candidates(self) -> CandidateSet:
         """The clean candidate set (computed once)."""
         if self._candidates is None:
-            was_training = self.model.training
-            self.model.eval()
-            chunks = [self.embed(images.to(self.device)) for images, _, _ in self._loader()]
-            self.model.train(was_training)
+            with evaluating(self.model):
+                chunks = [self.embed(images.to(self.device)) for images, _, _ in self._loader()]
             n = len(self.dataset)
             labels = torch.as_tensor(np.asarray(self.dataset.labels), device=self.device)
             masks = [getattr(self.dataset, name, None) for name in ("query", "gallery")]
@@ -145,9 +144,7 @@ class AttackRunner:
         total = len(loader) if self.max_batches is None else min(len(loader), self.max_batches)
         benign: list[dict[str, torch.Tensor]] = []
         adversarial: list[dict[str, torch.Tensor]] = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model):
             bar = tqdm(loader, total=total, desc=string, leave=False, disable=not self.progress)
             for number, (images, _, index) in enumerate(bar):
                 if number >= total:
@@ -155,8 +152,6 @@ class AttackRunner:
                 before, after = self._attack_batch(attack, cands, images, index, generator)
                 benign.append(before)
                 adversarial.append(after)
-        finally:
-            self.model.train(was_training)
         return self._summarise(benign), self._summarise(adversarial)
 
     def _attack_batch(

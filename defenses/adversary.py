@@ -13,8 +13,7 @@ step.
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ from attacks.base import embedding_form
 from attacks.pgd import PGDResult, pgd
 from criteria import CRITERIA
 from defenses.base import Terms, TrainingStep
+from utilities.embedding import evaluating
 from utilities.errors import ConfigError
 from utilities.flag_types import pixel_radius, positive_int
 from utilities.precision import Precision
@@ -136,7 +136,7 @@ class Adversary:
     @torch.no_grad()
     def benign(self, images: torch.Tensor) -> torch.Tensor:
         """The model's raw embeddings of the clean images in eval mode (no gradient)."""
-        with self.evaluating(), self.precision.autocast():
+        with evaluating(self.model), self.precision.autocast():
             return self.model(images)["embeds"].float()
 
     def perturb(
@@ -147,7 +147,7 @@ class Adversary:
     ) -> PGDResult:
         """Adversarial images minimising ``objective`` (``steps`` PGD iterations, fewer with a
         stop tolerance)."""
-        with self.evaluating():
+        with evaluating(self.model):
             return pgd(
                 lambda x: objective(self.embed(x)),
                 images,
@@ -156,16 +156,6 @@ class Adversary:
                 steps=self.steps,
                 stop_tolerance=stop_tolerance,
             )
-
-    @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:
-        """The model in eval mode inside the block, its previous mode restored after it."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
 
 
 class AdversarialStep(TrainingStep):

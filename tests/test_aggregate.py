@@ -345,3 +345,19 @@ def test_the_shared_table_joins_methods_across_datasets():
     assert set(shared.rows["R-Margin"]) == {"cars196 e_recall@1", "cars196 nmi"}
     assert "cars196 e_recall@1 (×100)" in result_tables.markdown(shared)
     assert aggregation.method_name("DIG_margin") == "DIG_margin"  # not a known dataset prefix
+
+
+def test_a_failed_write_keeps_the_tables_and_says_where(runs, tmp_path, capsys, monkeypatch):
+    root, _, _ = runs
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(aggregate.result_figures, "metric_bars", full_disk)
+    output = tmp_path / "out"
+    assert aggregate.main([str(root), "--output", str(output)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert f"the tables are in {output / 'results.md'}" in err[0]
+    assert (output / "results.md").read_text().strip() in captured.out

@@ -23,6 +23,7 @@ from typing import Any
 import metrics
 from metrics.ers import ERS_TERMS, ers_score, ers_terms
 from utilities.errors import ConfigError
+from utilities.logger import best_epoch
 from utilities.run_records import RunRecord
 
 PROTOCOLS = ("clean", "revisit")
@@ -100,19 +101,6 @@ def higher_is_better(name: str) -> bool:
         return not (name.startswith("loss") or name in NOT_METRICS)
 
 
-def _finite(values: Sequence[float]) -> list[tuple[int, float]]:
-    return [(i, v) for i, v in enumerate(values) if isinstance(v, float) and math.isfinite(v)]
-
-
-def best_index(values: Sequence[float], higher: bool) -> int | None:
-    """The first best finite entry; NaN never wins."""
-    rows = _finite(values)
-    if not rows:
-        return None
-    best = (max if higher else min)(v for _, v in rows)
-    return next(i for i, v in rows if v == best)
-
-
 def primary_metric(record: RunRecord) -> str | None:
     """The first ``--storage_metrics`` key the test log holds (else its first metric)."""
     test = record.history.get("Test", {})
@@ -133,16 +121,14 @@ def run_values(record: RunRecord, protocol: str) -> dict[str, float]:
     if protocol == "revisit":
         for name, column in test.items():
             if name not in NOT_METRICS:
-                index = best_index(column, higher_is_better(name))
+                index = best_epoch(test, name, higher_is_better(name))
                 values[name] = column[index] if index is not None else math.nan
-        index = best_index(test[primary], higher_is_better(primary))
+        index = best_epoch(test, primary, higher_is_better(primary))
         epoch = test["epoch"][index] if index is not None else math.nan
     else:
         val = record.history.get("Val", {})
-        if primary in val and best_index(val[primary], higher_is_better(primary)) is not None:
-            epoch = val["epoch"][best_index(val[primary], higher_is_better(primary))]
-        else:
-            epoch = test["epoch"][-1]
+        index = best_epoch(val, primary, higher_is_better(primary))
+        epoch = val["epoch"][index] if index is not None else test["epoch"][-1]
         row = test["epoch"].index(epoch) if epoch in test["epoch"] else len(test["epoch"]) - 1
         values.update({n: c[row] for n, c in test.items() if n not in NOT_METRICS and row < len(c)})
     values["epoch"] = epoch

@@ -12,6 +12,7 @@ import os
 import pathlib
 from typing import Any
 
+import numpy as np
 import torch
 
 from utilities.errors import ConfigError
@@ -91,6 +92,12 @@ def restore(part: Any, state: Any, name: str, path: str | os.PathLike, flag: str
             f"{flag}: the {name} state in {path} does not fit this run ({reason}); expected a "
             "checkpoint written by main.py with the same options and data"
         ) from None
+
+
+def split_size(split: Any) -> dict[str, int]:
+    """Samples and classes of a split, stored in checkpoints so that ``eval.py`` notices data
+    that changed since training."""
+    return {"samples": len(split), "classes": len(set(np.asarray(split.labels).tolist()))}
 
 
 def options_from_checkpoint(payload: dict[str, Any]) -> argparse.Namespace:

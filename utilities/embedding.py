@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,18 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from utilities.precision import Precision
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block; its previous mode restored after it, also when
+    the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -25,8 +39,6 @@ def embed_dataset(
     description: str = "embedding",
 ) -> torch.Tensor:
     """Embeddings (N×D float32, on ``device``) of the whole dataset, in dataset order."""
-    was_training = model.training
-    model.eval()
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -35,12 +47,12 @@ def embed_dataset(
         pin_memory=device.type == "cuda",
     )
     chunks = []
-    for images, _, _ in tqdm(
-        loader, desc=description, leave=False, dynamic_ncols=True, disable=None
-    ):
-        with precision.autocast():
-            chunks.append(model(images.to(device, non_blocking=True))["embeds"].float())
-    model.train(was_training)
+    with evaluating(model):
+        for images, _, _ in tqdm(
+            loader, desc=description, leave=False, dynamic_ncols=True, disable=None
+        ):
+            with precision.autocast():
+                chunks.append(model(images.to(device, non_blocking=True))["embeds"].float())
     return torch.cat(chunks)
 
 

@@ -11,13 +11,18 @@ from typing import Any
 INIT_TIMEOUT = 30  # seconds wandb.init may wait for the server before we log offline
 
 
-def wandb_key_configured(opt: argparse.Namespace) -> bool:
-    if opt.wandb_key or os.environ.get("WANDB_API_KEY"):
+def api_key_configured() -> bool:
+    """A W&B API key in ``WANDB_API_KEY`` or in ``~/.netrc`` (what ``wandb login`` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
         return True
     try:
         return netrc.netrc().authenticators("api.wandb.ai") is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
+
+
+def wandb_key_configured(opt: argparse.Namespace) -> bool:
+    return bool(opt.wandb_key) or api_key_configured()
 
 
 class OnlineLogger:

@@ -27,27 +27,27 @@ RESUME_OVERRIDABLE = {
 
 def run_dir_name(opt: argparse.Namespace) -> str:
     """``--savename``, or the default: ``<group>_s<seed>`` with ``--log_online``, else
-    ``<DATASET>_<arch>_<time>``."""
+    ``<DATASET>_<arch>_<time>``; ConfigError when it would leave ``--save_path``."""
     if opt.savename != "group_plus_seed":
-        return opt.savename
-    if opt.log_online:
-        return f"{opt.group}_s{opt.seed}"
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
-    return f"{opt.dataset.upper()}_{opt.arch}_{stamp}"
+        name, flag = opt.savename, "--savename"
+    elif opt.log_online:
+        name, flag = f"{opt.group}_s{opt.seed}", "--group"
+    else:
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+        name, flag = f"{opt.dataset.upper()}_{opt.arch}_{stamp}", "--group"
+    check_folder_name(name, flag)
+    return name
 
 
 def check_run_dir_possible(opt: argparse.Namespace) -> None:
     """Before any work: the run folder's name stays inside ``--save_path`` and can be made."""
-    check_folder_name(
-        run_dir_name(opt), "--savename" if opt.savename != "group_plus_seed" else "--group"
-    )
+    run_dir_name(opt)
     check_folder_writable(pathlib.Path(opt.save_path) / opt.dataset, "--save_path")
 
 
 def make_run_dir(opt: argparse.Namespace) -> pathlib.Path:
     """``<save_path>/<dataset>/<savename>``, with ``_1``, ``_2``... appended if it exists."""
     name = run_dir_name(opt)
-    check_folder_name(name, "--savename" if opt.savename != "group_plus_seed" else "--group")
     root = pathlib.Path(opt.save_path) / opt.dataset
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import netrc
 import os
 import pathlib
 import struct
@@ -14,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from utilities.errors import ConfigError
+from utilities.online_logging import api_key_configured
 
 API_TIMEOUT = 30  # seconds per W&B API request
 _HEADER = b":W&B\xe1\xbe\x00"  # ident, magic 0xBEE1 (little endian), version 0
@@ -36,15 +36,6 @@ class WandbRun:
     rows: Iterable[dict[str, Any]]
     finished: bool
     source: str
-
-
-def api_key_configured() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
 
 
 def api_runs(path: str) -> list[WandbRun]:
