@@ -1,15 +1,16 @@
 """What every metric derives from, and the shared inputs the evaluator hands to it.
 
-A metric declares the shared inputs it reads in ``requires`` and, when it reads nearest
-neighbours, how deep the ranking must go (``depth``). :class:`metrics.Evaluator` asks every
-requested metric first, computes each shared input once (neighbours up to the largest depth,
+A metric declares the shared inputs it reads in ``requires`` and, when it reads the ranking,
+how deep it reads it (``depth``, the largest rank it needs exactly). :class:`metrics.Evaluator`
+asks every requested metric first, computes each shared input once (the ranks once per space,
 k-means once) and then calls ``compute`` on each metric with the same :class:`EvalInputs`.
 
 Shared inputs (names used in ``requires``), each computed once per split and feature space:
-* ``"neighbours"``: Euclidean nearest gallery neighbours of every query
-  (``EvalInputs.neighbours`` / ``neighbour_labels`` / ``relevance(k)`` / ``first_hit()``).
-* ``"neighbours_cosine"``: the same ranking by cosine similarity, i.e. on the L2-normalised
-  features (``EvalInputs.cosine_neighbours`` / ``relevance(k, "cosine")``...).
+* ``"neighbours"``: the Euclidean rank of every relevant gallery item of every query
+  (``EvalInputs.relevant_ranks()`` / ``first_hit()``; :mod:`metrics.relevant_ranks`, with its
+  tie rule), exact at every depth or, on the top-k path, up to the largest ``depth``.
+* ``"neighbours_cosine"``: the same by cosine similarity, i.e. on the L2-normalised features
+  (``relevant_ranks("cosine")``).
 * ``"kmeans"``: k-means cluster id of every query, K = number of distinct query labels
   (``EvalInputs.cluster_ids``).
 * ``"kmeans_cosine"``: k-means on the L2-normalised features, every query assigned to the
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from metrics.relevant_ranks import RelevantRanks
 from utilities.errors import ConfigError
 
 SHARED_INPUTS = frozenset({"neighbours", "kmeans", "neighbours_cosine", "kmeans_cosine", "model"})
@@ -44,11 +46,13 @@ class EvalInputs:
     ``query_index`` (Nq,) and ``gallery_index`` (Ng,) index into it. ``self_position`` (Nq,) is
     each query's position in the gallery, -1 when the query is not in the gallery.
     ``relevant_counts`` (Nq,) is R_q: gallery items sharing the query's label, the query itself
-    excluded. ``neighbours`` Nq×K holds split indices of the K nearest gallery items of each
-    query by Euclidean distance, nearest first, the query itself excluded, -1 where the gallery
-    has fewer than K other items; ``neighbour_labels`` their labels. ``cluster_ids`` (Nq,) is the
-    k-means cluster of each query. ``cosine_neighbours`` / ``cosine_neighbour_labels`` /
-    ``cosine_cluster_ids``: the same in the cosine space (L2-normalised features). ``model`` and
+    excluded. ``ranks``: the :class:`RelevantRanks` of each space computed ("euclidean",
+    "cosine"). When the top-k path computed them, ``neighbours`` Nq×K holds split indices of the
+    K nearest gallery items of each query by Euclidean distance, nearest first, the query itself
+    excluded, -1 where the gallery has fewer than K other items, and ``neighbour_labels`` their
+    labels (None on the exact path). ``cluster_ids`` (Nq,) is the k-means cluster of each query.
+    ``cosine_neighbours`` / ``cosine_neighbour_labels`` / ``cosine_cluster_ids``: the same in the
+    cosine space (L2-normalised features). ``model`` and
     ``dataset``: the network that produced the embeddings (items of ``dataset`` are ``(image,
     label, index)`` in embedding order), given to :meth:`metrics.Evaluator.compute` by the
     training and evaluation loops; ``None`` for
@@ -71,7 +75,7 @@ class EvalInputs:
     model: torch.nn.Module | None = None
     dataset: Any = None
     seed: int = 0
-    _first_hits: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    ranks: dict[str, RelevantRanks] = field(default_factory=dict, repr=False)
 
     @property
     def query_labels(self) -> torch.Tensor:
@@ -103,40 +107,17 @@ class EvalInputs:
             return torch.nn.functional.normalize(self.embeddings, dim=1)
         return self.embeddings
 
-    def relevance(self, k: int, space: str = "euclidean") -> torch.Tensor:
-        """Nq×k bool: rel_{q,i} = 1[the i-th neighbour of q exists and shares q's label].
-
-        Columns beyond the neighbours computed (a gallery smaller than k) are False.
-        """
-        found, labels = self.ranking(space)
-        rel = (labels[:, :k] == self.query_labels[:, None]) & (found[:, :k] >= 0)
-        missing = k - rel.shape[1]
-        if missing > 0:
-            rel = torch.cat([rel, rel.new_zeros(rel.shape[0], missing)], dim=1)
-        return rel
+    def relevant_ranks(self, space: str = "euclidean") -> RelevantRanks:
+        """The ranks of every query's relevant gallery items in ``space``
+        (:class:`metrics.relevant_ranks.RelevantRanks`, tie rule in that module)."""
+        if space not in self.ranks:
+            raise RuntimeError(f"the {SPACES[space][0]!r} shared input was not computed")
+        return self.ranks[space]
 
     def first_hit(self, space: str = "euclidean") -> torch.Tensor:
-        """(Nq,) long: 1-based rank of each query's first relevant neighbour, ``NO_HIT`` (beyond
-        any k) when none of the neighbours computed is relevant. Computed once per space, shared
-        by R@k, P@1 and MRR."""
-        if space not in self._first_hits:
-            found, labels = self.ranking(space)
-            ranks = torch.full((found.shape[0],), NO_HIT, dtype=torch.long, device=found.device)
-            for start in range(0, found.shape[0], ROW_BLOCK):
-                stop = start + ROW_BLOCK
-                rel = (labels[start:stop] == self.query_labels[start:stop, None]) & (
-                    found[start:stop] >= 0
-                )
-                hit = rel.any(1)
-                ranks[start:stop][hit] = rel[hit].int().argmax(1) + 1
-            self._first_hits[space] = ranks
-        return self._first_hits[space]
-
-
-# first_hit() of a query without any relevant neighbour among those computed.
-NO_HIT = 2**62
-# Queries handled at once by row-wise passes over Nq×K rankings (bounds temporary memory).
-ROW_BLOCK = 8192
+        """(Nq,) long: the rank of each query's first relevant item, ``NO_RANK`` (beyond any k)
+        when it has none or none within the depth computed; shared by R@k, P@1 and MRR."""
+        return self.relevant_ranks(space).first()
 
 
 class Metric:
@@ -181,6 +162,11 @@ class Metric:
 
     def compute(self, inputs: EvalInputs) -> float | torch.Tensor:
         raise NotImplementedError
+
+
+def mean_or_nan(values: torch.Tensor) -> float:
+    """Mean of ``values`` as a Python float; NaN for an empty tensor."""
+    return values.double().mean().item() if values.numel() else float("nan")
 
 
 def positive_int_arg(metric: Metric) -> int:

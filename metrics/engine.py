@@ -23,9 +23,21 @@ from metrics import build_metrics
 from metrics.base import SHARED_INPUTS, SPACES, EvalInputs, Metric
 from metrics.clustering import kmeans
 from metrics.knn import nearest_neighbours, use_faiss
+from metrics.relevant_ranks import (
+    NO_RANK,
+    RelevantRanks,
+    exact_ranks,
+    ranks_from_neighbours,
+    relevant_positions,
+)
 from utilities.errors import ConfigError
 
 PROGRESS_MIN_SAMPLES = 20_000
+RANKINGS = ("auto", "exact", "topk")
+# "auto" takes the top-k path only when the metrics read no deeper than this many neighbours and
+# the largest gallery class is larger still (a query's relevant items are its thresholds).
+TOPK_MAX_DEPTH = 1024
+EXACT_MAX_CLASS = 64
 
 
 class Evaluator:
@@ -38,7 +50,12 @@ class Evaluator:
     None (the default: shown for large splits, more than ``PROGRESS_MIN_SAMPLES``, when stderr is
     a terminal). ``kmeans_clusters``: a fixed K for every split, to reproduce the reference's
     K = number of *training* classes (spec revisiting_dml.md §15.6); None (the default) uses the
-    number of classes of the split evaluated.
+    number of classes of the split evaluated. ``ranking``: how the ranks of the relevant items
+    are found: "exact" (one pass counting, for every relevant item, the gallery items at least
+    as close: every rank exact), "topk" (a nearest-neighbour search as deep as the deepest
+    metric) or "auto" (the default: exact, unless the gallery's largest class holds more than
+    ``EXACT_MAX_CLASS`` items and no metric reads deeper than ``TOPK_MAX_DEPTH``, where the
+    search is faster). ``paths`` records the path each space took in the last call.
     """
 
     def __init__(
@@ -50,6 +67,7 @@ class Evaluator:
         chunk_size: int | None = None,
         show_progress: bool | None = None,
         kmeans_clusters: int | None = None,
+        ranking: str = "auto",
     ) -> None:
         self.metrics: list[Metric] = build_metrics(metric_keys)
         unknown = {need for m in self.metrics for need in m.requires} - SHARED_INPUTS
@@ -65,6 +83,10 @@ class Evaluator:
         if kmeans_clusters is not None and kmeans_clusters < 1:
             raise ValueError(f"kmeans_clusters must be >= 1, got {kmeans_clusters}")
         self.kmeans_clusters = kmeans_clusters
+        if ranking not in RANKINGS:
+            raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+        self.ranking = ranking
+        self.paths: dict[str, str] = {}
 
     def compute(
         self,
@@ -115,6 +137,8 @@ class Evaluator:
         progress = self.show_progress
         if progress is None and inputs.embeddings.shape[0] < PROGRESS_MIN_SAMPLES:
             progress = False
+        self.paths = {}
+        relevant = None
         for space, (neighbours_key, kmeans_key) in SPACES.items():
             readers = [m for m in self.metrics if neighbours_key in m.requires]
             clustered = any(kmeans_key in m.requires for m in self.metrics)
@@ -123,11 +147,25 @@ class Evaluator:
             features = inputs.features(space)
             if readers:
                 depth = max(m.depth(inputs) for m in readers)
-                found, found_labels = self._neighbours(inputs, features, depth, progress)
-                if space == "cosine":
-                    inputs.cosine_neighbours, inputs.cosine_neighbour_labels = found, found_labels
+                if relevant is None:
+                    relevant = relevant_positions(
+                        inputs.query_labels, inputs.labels[inputs.gallery_index],
+                        inputs.self_position,
+                    )  # fmt: skip
+                if self._path(relevant[0].shape[1], depth) == "exact":
+                    inputs.ranks[space] = exact_ranks(
+                        features[inputs.query_index],
+                        features[inputs.gallery_index],
+                        inputs.self_position,
+                        relevant,
+                        chunk_size=self.chunk_size,
+                        show_progress=progress,
+                    )
                 else:
-                    inputs.neighbours, inputs.neighbour_labels = found, found_labels
+                    inputs.ranks[space] = self._topk_ranks(
+                        inputs, space, features, depth, relevant, progress
+                    )
+                self.paths[space] = inputs.ranks[space].path
             if clustered and inputs.query_index.numel() > 0:
                 clusters = kmeans(
                     features[inputs.query_index],
@@ -144,15 +182,28 @@ class Evaluator:
                     inputs.cluster_ids = clusters
         return inputs
 
-    def _neighbours(
-        self, inputs: EvalInputs, features: torch.Tensor, depth: int, progress: bool | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(split indices, labels) of the ``depth`` nearest gallery items of every query."""
-        positions = nearest_neighbours(
+    def _path(self, largest_class: int, depth: int) -> str:
+        """The path ("exact" or "topk") that finds the ranks under ``self.ranking``."""
+        if self.ranking != "auto":
+            return self.ranking
+        return "topk" if largest_class > EXACT_MAX_CLASS and depth <= TOPK_MAX_DEPTH else "exact"
+
+    def _topk_ranks(
+        self,
+        inputs: EvalInputs,
+        space: str,
+        features: torch.Tensor,
+        depth: int,
+        relevant: tuple[torch.Tensor, torch.Tensor],
+        progress: bool | None,
+    ) -> RelevantRanks:
+        """The ranks from the ``depth`` + 1 nearest gallery items of every query (one more, so a
+        tie group reaching past ``depth`` is seen); keeps the ``depth`` nearest as neighbours."""
+        positions, distances = nearest_neighbours(
             features[inputs.query_index],
             features[inputs.gallery_index],
             inputs.self_position,
-            depth,
+            depth + 1,
             backend=self.backend,
             chunk_size=self.chunk_size,
             show_progress=progress,
@@ -160,8 +211,37 @@ class Evaluator:
         if inputs.gallery_index.numel() != inputs.labels.numel():  # positions -> split indices
             found = positions >= 0
             positions[found] = inputs.gallery_index[positions[found]]
-        # -1 (no neighbour) reads the last label; relevance() masks those entries out.
-        return positions, inputs.labels[positions]
+        # -1 (no neighbour) reads the last label; masked by ranks_from_neighbours.
+        found_labels = inputs.labels[positions]
+        others = inputs.gallery_index.numel() - (inputs.self_position >= 0).long()
+        ranks, undetermined = ranks_from_neighbours(
+            positions,
+            distances,
+            found_labels == inputs.query_labels[:, None],
+            others > positions.shape[1],
+            inputs.relevant_counts,
+        )
+        if undetermined.numel():  # a tie group with relevant items runs past the search
+            exact = exact_ranks(
+                features[inputs.query_index[undetermined]],
+                features[inputs.gallery_index],
+                inputs.self_position[undetermined],
+                (relevant[0][undetermined], relevant[1][undetermined]),
+                chunk_size=self.chunk_size,
+            )
+            width = ranks.ranks.shape[1]
+            ranks.ranks[undetermined] = exact.ranks[:, :width].masked_fill(
+                exact.ranks[:, :width] > ranks.depth, NO_RANK
+            )
+            ranks.hits[undetermined] = exact.hits[:, :width].masked_fill(
+                exact.ranks[:, :width] > ranks.depth, 0
+            )
+        positions, found_labels = positions[:, :depth], found_labels[:, :depth]
+        if space == "cosine":
+            inputs.cosine_neighbours, inputs.cosine_neighbour_labels = positions, found_labels
+        else:
+            inputs.neighbours, inputs.neighbour_labels = positions, found_labels
+        return ranks
 
 
 def _as_mask(mask: Any, n: int, name: str, device: torch.device) -> torch.Tensor:

@@ -72,20 +72,24 @@ def nearest_neighbours(
     backend: str = "auto",
     chunk_size: int | None = None,
     show_progress: bool | None = False,
-) -> torch.Tensor:
-    """Gallery positions of the k nearest gallery items of every query, nearest first.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions, distances): the k nearest gallery items of every query, nearest first.
 
     queries Nq×D, gallery Ng×D (float, same device); self_position (Nq,) long: each query's
     position in the gallery, -1 when it is not there; that item is never returned. Returns Nq×k
-    long on the queries' device, -1 where fewer than k other gallery items exist.
+    long gallery positions on the queries' device, -1 where fewer than k other gallery items
+    exist, and Nq×k float scores that order each row (torch: ‖g‖² − 2 q·g; faiss: squared
+    distances; +inf where the position is -1).
     ``chunk_size``: queries scored at once (None: torch bounded by ``CHUNK_ELEMENTS``, faiss
     ``FAISS_CHUNK_ROWS``);
     ``show_progress``: True, False, or None (a bar only when stderr is a terminal).
     """
     k = min(k, gallery.shape[0])
     if k <= 0 or queries.shape[0] == 0:
-        return torch.full(
-            (queries.shape[0], max(k, 0)), -1, dtype=torch.long, device=queries.device
+        shape = (queries.shape[0], max(k, 0))
+        return (
+            torch.full(shape, -1, dtype=torch.long, device=queries.device),
+            torch.full(shape, float("inf"), device=queries.device),
         )
     with tqdm(
         total=queries.shape[0],
@@ -108,8 +112,9 @@ def _torch_search(
     k: int,
     chunk_size: int,
     progress: tqdm,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     found = torch.empty(queries.shape[0], k, dtype=torch.long, device=queries.device)
+    distances = torch.empty(queries.shape[0], k, device=queries.device)
     gallery_sq = gallery.pow(2).sum(1)[None, :]
     for start in range(0, queries.shape[0], chunk_size):
         stop = min(start + chunk_size, queries.shape[0])
@@ -117,11 +122,12 @@ def _torch_search(
         own = self_position[start:stop]
         rows = (own >= 0).nonzero().squeeze(1)
         scores[rows, own[rows]] = float("inf")
-        found[start:stop] = scores.topk(k, dim=1, largest=False, sorted=True).indices
+        nearest = scores.topk(k, dim=1, largest=False, sorted=True)
+        found[start:stop], distances[start:stop] = nearest.indices, nearest.values
         progress.update(stop - start)
     # The query itself sits last (infinite score) only when k reaches the gallery size.
     found[found == self_position[:, None]] = -1
-    return found
+    return found, distances
 
 
 def _faiss_search(
@@ -131,7 +137,7 @@ def _faiss_search(
     k: int,
     chunk_size: int,
     progress: tqdm,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     faiss = faiss_module()
     query_np = queries.detach().float().cpu().contiguous().numpy()
     gallery_np = gallery.detach().float().cpu().contiguous().numpy()
@@ -141,16 +147,23 @@ def _faiss_search(
     # One extra result per row, so k remain after removing the query itself.
     search_k = min(k + int(bool((own >= 0).any())), gallery_np.shape[0])
     found = torch.empty(query_np.shape[0], k, dtype=torch.long)
+    distances = torch.empty(query_np.shape[0], k)
     for start in range(0, query_np.shape[0], chunk_size):
         stop = min(start + chunk_size, query_np.shape[0])
-        chunk = torch.from_numpy(index.search(query_np[start:stop], search_k)[1])
-        found[start:stop] = _drop_self(chunk, own[start:stop], k)
+        chunk_distances, chunk = map(torch.from_numpy, index.search(query_np[start:stop], search_k))
+        found[start:stop], distances[start:stop] = _drop_self(
+            chunk, chunk_distances, own[start:stop], k
+        )
         progress.update(stop - start)
-    return found.to(queries.device)
+    distances[found < 0] = float("inf")
+    return found.to(queries.device), distances.to(queries.device)
 
 
-def _drop_self(found: torch.Tensor, own: torch.Tensor, k: int) -> torch.Tensor:
-    """Nq×k: the rows of ``found`` (Nq×k or Nq×(k+1)) without the entry equal to ``own``.
+def _drop_self(
+    found: torch.Tensor, distances: torch.Tensor, own: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nq×k (positions, distances): the rows of ``found`` (Nq×k or Nq×(k+1)) and of their
+    ``distances`` without the entry equal to ``own``.
 
     A row that does not contain its query loses its last (extra) column instead; -1 marks
     missing results. One gather, O(Nq·k): no sort.
@@ -158,8 +171,8 @@ def _drop_self(found: torch.Tensor, own: torch.Tensor, k: int) -> torch.Tensor:
     drop = found == own[:, None]
     column = torch.where(drop.any(1), drop.to(torch.int8).argmax(1), found.shape[1] - 1)
     take = torch.arange(k, device=found.device)[None, :]
-    take = take + (take >= column[:, None]).long()
-    kept = found.gather(1, take.clamp(max=found.shape[1] - 1))
+    take = (take + (take >= column[:, None]).long()).clamp(max=found.shape[1] - 1)
+    kept = found.gather(1, take)
     if found.shape[1] == k:  # no extra column: a dropped query leaves a hole at the end
         kept[:, -1] = torch.where(drop.any(1), -1, kept[:, -1])
-    return kept
+    return kept, distances.gather(1, take)

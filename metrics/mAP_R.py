@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 from metrics import METRICS
-from metrics.base import EvalInputs, Metric
-from metrics.ranking import average_precisions, mean_or_nan
+from metrics.base import EvalInputs, Metric, mean_or_nan
 
 
 @METRICS.register("mAP_R")
@@ -30,7 +29,6 @@ class MAPAtR(Metric):
     def compute(self, inputs: EvalInputs) -> float:
         counts = inputs.relevant_counts
         kept = counts > 0
-        precisions = average_precisions(
-            inputs, counts.clamp(min=1), counts.clamp(min=1), self.space
-        )
+        ranks = inputs.relevant_ranks(self.space)
+        precisions = ranks.average_precision(counts.clamp(min=1), counts.clamp(min=1))
         return mean_or_nan(precisions[kept])

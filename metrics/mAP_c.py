@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 
 from metrics import METRICS
-from metrics.base import EvalInputs, Metric
-from metrics.ranking import average_precisions, mean_or_nan
+from metrics.base import EvalInputs, Metric, mean_or_nan
 
 
 @METRICS.register("mAP_c")
@@ -38,4 +37,5 @@ class RevisitMAP(Metric):
 
     def compute(self, inputs: EvalInputs) -> float:
         class_sizes = inputs.relevant_counts + 1
-        return mean_or_nan(average_precisions(inputs, self.cutoff(inputs), class_sizes, self.space))
+        ranks = inputs.relevant_ranks(self.space)
+        return mean_or_nan(ranks.average_precision(self.cutoff(inputs), class_sizes))

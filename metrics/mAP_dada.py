@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 
 from metrics import METRICS
-from metrics.base import EvalInputs, Metric, positive_int_arg
-from metrics.ranking import average_precisions, mean_or_nan
+from metrics.base import EvalInputs, Metric, mean_or_nan, positive_int_arg
 
 DEFAULT_DEPTH = 50
 
@@ -38,7 +37,7 @@ class DadaTruncatedMAP(Metric):
         return self.k
 
     def compute(self, inputs: EvalInputs) -> float:
-        retrieved = inputs.relevance(self.k, self.space).sum(1)  # H_q
-        cutoff = torch.full_like(retrieved, self.k)
-        precisions = average_precisions(inputs, cutoff, retrieved.clamp(min=1), self.space)
-        return mean_or_nan(precisions)
+        ranks = inputs.relevant_ranks(self.space)
+        cutoff = torch.full_like(inputs.relevant_counts, self.k)
+        retrieved = ranks.retrieved(cutoff)  # H_q
+        return mean_or_nan(ranks.average_precision(cutoff, retrieved.clamp(min=1)))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from metrics import METRICS
-from metrics.base import EvalInputs, Metric, positive_int_arg
-from metrics.ranking import mean_or_nan
+from metrics.base import EvalInputs, Metric, mean_or_nan, positive_int_arg
 
 
 @METRICS.register("mrr")

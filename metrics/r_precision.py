@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from metrics import METRICS
-from metrics.base import EvalInputs, Metric
-from metrics.ranking import ROW_BLOCK, mean_or_nan
+from metrics.base import EvalInputs, Metric, mean_or_nan
 
 
 @METRICS.register("r_precision")
@@ -29,11 +26,5 @@ class RPrecision(Metric):
         kept = counts > 0
         if not bool(kept.any()):
             return float("nan")
-        depth = int(counts.max())
-        ranks = torch.arange(1, depth + 1, device=counts.device)
-        rel = inputs.relevance(depth, self.space)
-        hits = counts.new_zeros(counts.shape)
-        for start in range(0, rel.shape[0], ROW_BLOCK):
-            rows = slice(start, start + ROW_BLOCK)
-            hits[rows] = (rel[rows] & (ranks[None, :] <= counts[rows, None])).sum(1)
-        return mean_or_nan(hits[kept].double() / counts[kept])
+        retrieved = inputs.relevant_ranks(self.space).retrieved(counts)
+        return mean_or_nan(retrieved[kept].double() / counts[kept])

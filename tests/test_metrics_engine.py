@@ -12,6 +12,7 @@ import metrics
 from metrics import engine
 from metrics.clustering import _split_for_empty, kmeans, nearest_centroid
 from metrics.knn import faiss_module, nearest_neighbours
+from metrics.relevant_ranks import exact_ranks
 from tests.test_metrics_eval import every_key
 from utilities.errors import ConfigError
 
@@ -25,30 +26,37 @@ def clustered(n=120, d=6, classes=9, seed=0):
     return x.astype(np.float32), y
 
 
+@pytest.mark.parametrize("ranking", ["exact", "topk"])
 @pytest.mark.parametrize("with_masks", [False, True])
-def test_each_shared_input_is_computed_once_per_space(monkeypatch, with_masks):
+def test_each_shared_input_is_computed_once_per_space(monkeypatch, with_masks, ranking):
     searches, clusterings = [], []
 
     def counting_search(queries, gallery, self_position, k, **kwargs):
         searches.append((bool(torch.allclose(queries.norm(dim=1), torch.ones(1))), k))
         return nearest_neighbours(queries, gallery, self_position, k, **kwargs)
 
+    def counting_exact(queries, gallery, self_position, relevant, **kwargs):
+        searches.append((bool(torch.allclose(queries.norm(dim=1), torch.ones(1))), "exact"))
+        return exact_ranks(queries, gallery, self_position, relevant, **kwargs)
+
     def counting_kmeans(points, k, **kwargs):
         clusterings.append(kwargs["spherical"])
         return kmeans(points, k, **kwargs)
 
     monkeypatch.setattr(engine, "nearest_neighbours", counting_search)
+    monkeypatch.setattr(engine, "exact_ranks", counting_exact)
     monkeypatch.setattr(engine, "kmeans", counting_kmeans)
     x, y = clustered()
     masks = {}
     if with_masks:
         masks = {"query": np.arange(120) % 2 == 0, "gallery": np.arange(120) % 2 == 1}
     keys = every_key()
-    got = metrics.Evaluator(keys).compute(x, y, **masks, with_arrays=True)
+    got = metrics.Evaluator(keys, ranking=ranking).compute(x, y, **masks, with_arrays=True)
     assert list(got) == keys
-    # One search per space, as deep as the deepest reader (mAP_1000 and c_mAP_1000: 1000; the
-    # search caps it at the gallery), and one k-means per space.
-    assert sorted(searches) == [(False, 1000), (True, 1000)]
+    # One exact pass or one search per space, the search one deeper than the deepest reader
+    # (mAP_1000 and c_mAP_1000: 1000; the search caps it at the gallery), one k-means per space.
+    depth = "exact" if ranking == "exact" else 1001
+    assert sorted(searches, key=str) == [(False, depth), (True, depth)]
     assert sorted(clusterings) == [False, True]
 
 
