@@ -4,6 +4,10 @@ Every registered architecture derives from `EmbeddingModel` and supplies three t
 `input_spec`, a `build_backbone()` returning a module that maps normalised images to pooled
 features B×F, and (when ImageNet weights exist) `weights_url` plus the checkpoint entries that
 belong to the 1000-class classifier and are dropped (`classifier_prefixes`).
+The backbone library (torchvision, pretrainedmodels) is imported inside `build_backbone` and
+`weights_url` is a literal: every module is imported to register its class, and importing
+torchvision takes seconds (it pulls torch._dynamo) that `--help` or an evaluation of saved
+embeddings should not pay.
 """
 
 from __future__ import annotations

@@ -4,11 +4,13 @@ BatchNorm variant."""
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import GoogLeNet, GoogLeNet_Weights
 
 from architectures import ARCHITECTURES
 from architectures.base import EmbeddingModel
 from architectures.input_spec import InputSpec
+
+# torchvision's GoogLeNet_Weights.IMAGENET1K_V1.url
+GOOGLENET_URL = "https://download.pytorch.org/models/googlenet-1378be20.pth"
 
 
 @ARCHITECTURES.register("googlenet")
@@ -24,10 +26,12 @@ class GoogLeNetEmbedding(EmbeddingModel):
     """
 
     input_spec = InputSpec(size=227, channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    weights_url = GoogLeNet_Weights.IMAGENET1K_V1.url
+    weights_url = GOOGLENET_URL
     classifier_prefixes = ("fc.", "aux1.", "aux2.")
 
     def build_backbone(self) -> tuple[nn.Module, int]:
+        from torchvision.models import GoogLeNet
+
         net = GoogLeNet(aux_logits=False, transform_input=False, init_weights=True)
         net.dropout = nn.Identity()
         net.fc = nn.Identity()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
 
 from architectures import ARCHITECTURES
 from architectures.base import EmbeddingModel
 from architectures.input_spec import IMAGENET
+
+# torchvision's ResNet18_Weights.IMAGENET1K_V1.url
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
 
 @ARCHITECTURES.register("resnet18")
@@ -20,10 +22,12 @@ class ResNet18(EmbeddingModel):
     """
 
     input_spec = IMAGENET
-    weights_url = ResNet18_Weights.IMAGENET1K_V1.url
+    weights_url = RESNET18_URL
     classifier_prefixes = ("fc.",)
 
     def build_backbone(self) -> tuple[nn.Module, int]:
+        from torchvision.models import resnet18
+
         net = resnet18(weights=None)
         net.fc = nn.Identity()
         return net, 512

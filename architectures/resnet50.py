@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import ResNet50_Weights, resnet50
 
 from architectures import ARCHITECTURES
 from architectures.base import EmbeddingModel
 from architectures.input_spec import IMAGENET
+
+# torchvision's ResNet50_Weights.IMAGENET1K_V1.url
+RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 
 
 @ARCHITECTURES.register("resnet50")
@@ -20,10 +22,12 @@ class ResNet50(EmbeddingModel):
     """
 
     input_spec = IMAGENET
-    weights_url = ResNet50_Weights.IMAGENET1K_V1.url
+    weights_url = RESNET50_URL
     classifier_prefixes = ("fc.",)
 
     def build_backbone(self) -> tuple[nn.Module, int]:
+        from torchvision.models import resnet50
+
         net = resnet50(weights=None)
         net.fc = nn.Identity()
         return net, 2048

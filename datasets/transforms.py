@@ -13,7 +13,8 @@ normalisation happens inside the model. The sizes follow the reference table (re
 - ``none``: Resize((S, S)) for both; the default of the 28×28 datasets, which RobRank feeds
   through ToTensor only (an exact resize, so any image reaches the spec's shape).
 
-with R = round(256·S/224).
+with R = round(256·S/224). torchvision is imported by the two builders, not by the module: its
+import takes seconds (it pulls torch._dynamo) that ``--help`` should not pay.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PIL import Image
-from torchvision import transforms as T
 
 from architectures.input_spec import InputSpec
 from utilities.errors import ConfigError
@@ -65,6 +65,8 @@ def _check(augmentation: str, spec: InputSpec) -> None:
 
 def train_transform(augmentation: str, spec: InputSpec) -> Callable[[Image.Image], object]:
     """The training transform of ``--augmentation`` for ``spec``."""
+    from torchvision import transforms as T
+
     _check(augmentation, spec)
     size, resized = spec.size, _scaled(spec)
     steps: dict[str, list] = {
@@ -84,6 +86,8 @@ def train_transform(augmentation: str, spec: InputSpec) -> Callable[[Image.Image
 
 def eval_transform(augmentation: str, spec: InputSpec) -> Callable[[Image.Image], object]:
     """The evaluation transform matching ``--augmentation`` for ``spec``."""
+    from torchvision import transforms as T
+
     _check(augmentation, spec)
     size, resized = spec.size, _scaled(spec)
     if augmentation == "none":

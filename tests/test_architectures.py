@@ -157,6 +157,17 @@ def test_missing_pretrained_weights_explain_where_to_get_them(tmp_path, monkeypa
     assert "bn_inception-52deb4733.pth" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("base", "weights"),
+    [("resnet18", "ResNet18_Weights"), ("resnet50", "ResNet50_Weights"),
+     ("googlenet", "GoogLeNet_Weights")],
+)  # fmt: skip
+def test_weight_urls_are_torchvisions(base, weights) -> None:
+    """The literal URLs (torchvision is imported only to build a backbone) are torchvision's."""
+    official = getattr(torchvision.models, weights).IMAGENET1K_V1.url
+    assert ARCHITECTURES.get(base).weights_url == official
+
+
 def test_c2f2_never_asks_for_pretrained_weights(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     model = architectures.build(make_opt("c2f2_normalize", not_pretrained=False))

@@ -2,7 +2,8 @@
 
 The history (``{split: {column: [values]}}``) is the single source of truth: it is stored in every
 checkpoint, and the CSV files and plots are rewritten from it atomically after each epoch, so a
-resumed run never duplicates or loses rows.
+resumed run never duplicates or loses rows. matplotlib is imported when the first plot is drawn
+(``pyplot()``), so ``--help`` and evaluations do not pay for its import.
 """
 
 from __future__ import annotations
@@ -11,16 +12,22 @@ import csv
 import io
 import math
 import pathlib
+from types import ModuleType
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 from utilities.files import atomic_write, atomic_write_text
 
 History = dict[str, dict[str, list[float]]]
+
+
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 class RunLog:
@@ -67,6 +74,7 @@ class RunLog:
             return
         cols = min(3, len(names))
         rows = math.ceil(len(names) / cols)
+        plt = pyplot()
         figure, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
         for axis, name in zip(axes.flat, names, strict=False):
             axis.plot(table["epoch"], table[name], marker="o", markersize=3)

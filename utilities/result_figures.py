@@ -7,39 +7,41 @@ from __future__ import annotations
 import math
 import pathlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from utilities.aggregation import Stat
 from utilities.files import atomic_write
+from utilities.logger import pyplot
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 # dataset -> group label -> column -> Stat
 Results = dict[str, dict[str, dict[str, Stat]]]
 RHO_COLUMNS = ("Train rho_spectrum@2", "Train rho_spectrum_revisit@2")  # the paper's ρ(Φ)
 
 
-def save_figure(figure: plt.Figure, stem: pathlib.Path) -> list[pathlib.Path]:
+def save_figure(figure: Figure, stem: pathlib.Path) -> list[pathlib.Path]:
     """``stem.png`` and ``stem.pdf``, each written atomically."""
     written = []
     for suffix in ("png", "pdf"):
         target = stem.with_suffix(f".{suffix}")
         atomic_write(target, lambda tmp, fmt=suffix: figure.savefig(tmp, format=fmt, dpi=100))
         written.append(target)
-    plt.close(figure)
+    pyplot().close(figure)
     return written
 
 
 def _panels(count: int, width: float = 5.0, height: float = 4.0):
-    figure, axes = plt.subplots(1, max(count, 1), figsize=(width * max(count, 1), height),
-                                squeeze=False)  # fmt: skip
+    figure, axes = pyplot().subplots(1, max(count, 1), figsize=(width * max(count, 1), height),
+                                     squeeze=False)  # fmt: skip
     return figure, list(axes.flat)
 
 
-def _note(axis: plt.Axes, text: str) -> None:
+def _note(axis: Axes, text: str) -> None:
     axis.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=axis.transAxes)
     axis.set_xticks([])
     axis.set_yticks([])
