@@ -34,10 +34,6 @@ from utilities.errors import ConfigError
 
 PROGRESS_MIN_SAMPLES = 20_000
 RANKINGS = ("auto", "exact", "topk")
-# "auto" takes the top-k path only when the metrics read no deeper than this many neighbours and
-# the largest gallery class is larger still (a query's relevant items are its thresholds).
-TOPK_MAX_DEPTH = 1024
-EXACT_MAX_CLASS = 64
 
 
 class Evaluator:
@@ -51,11 +47,12 @@ class Evaluator:
     a terminal). ``kmeans_clusters``: a fixed K for every split, to reproduce the reference's
     K = number of *training* classes (spec revisiting_dml.md §15.6); None (the default) uses the
     number of classes of the split evaluated. ``ranking``: how the ranks of the relevant items
-    are found: "exact" (one pass counting, for every relevant item, the gallery items at least
-    as close: every rank exact), "topk" (a nearest-neighbour search as deep as the deepest
-    metric) or "auto" (the default: exact, unless the gallery's largest class holds more than
-    ``EXACT_MAX_CLASS`` items and no metric reads deeper than ``TOPK_MAX_DEPTH``, where the
-    search is faster). ``paths`` records the path each space took in the last call.
+    are found (:mod:`metrics.relevant_ranks`): "auto" (the default: one chunked pass counting,
+    for every relevant item, the gallery items at least as close, except for queries whose
+    relevant items lie deep in the gallery, ranked by a top-k of their score row as deep as the
+    deepest metric), "exact" (every query counted, every rank exact) or "topk" (a
+    nearest-neighbour search as deep as the deepest metric, with ``backend``).
+    ``paths`` records, per space, the path the last call took.
     """
 
     def __init__(
@@ -152,12 +149,14 @@ class Evaluator:
                         inputs.query_labels, inputs.labels[inputs.gallery_index],
                         inputs.self_position,
                     )  # fmt: skip
-                if self._path(relevant[0].shape[1], depth) == "exact":
+                if self.ranking != "topk":
                     inputs.ranks[space] = exact_ranks(
                         features[inputs.query_index],
                         features[inputs.gallery_index],
                         inputs.self_position,
                         relevant,
+                        labels=(inputs.query_labels, inputs.labels[inputs.gallery_index]),
+                        depth=depth if self.ranking == "auto" else None,
                         chunk_size=self.chunk_size,
                         show_progress=progress,
                     )
@@ -181,12 +180,6 @@ class Evaluator:
                 else:
                     inputs.cluster_ids = clusters
         return inputs
-
-    def _path(self, largest_class: int, depth: int) -> str:
-        """The path ("exact" or "topk") that finds the ranks under ``self.ranking``."""
-        if self.ranking != "auto":
-            return self.ranking
-        return "topk" if largest_class > EXACT_MAX_CLASS and depth <= TOPK_MAX_DEPTH else "exact"
 
     def _topk_ranks(
         self,

@@ -38,6 +38,14 @@ from metrics.knn import chunk_rows
 NO_RANK = 2**62
 # ``RelevantRanks.depth`` when every rank is exact.
 EVERY_RANK = NO_RANK - 1
+# Scores per chunk of the exact pass on a CPU (32 MiB of float32; measured on 2 cores, 20k-60k
+# galleries, against chunks of 64 to 2048 queries).
+CPU_CHUNK_ELEMENTS = 2**23
+# A query whose worst relevant item lies beyond this fraction of the gallery is ranked by a
+# top-k search of its score row when the metrics read only so deep (counting its candidates
+# costs more), the fraction estimated on this many gallery columns.
+DENSE_FRACTION = 1 / 16
+DENSITY_SAMPLE = 256
 # Queries converted at once from an Nq×K neighbour list (bounds temporary memory).
 ROW_BLOCK = 8192
 
@@ -115,14 +123,22 @@ def exact_ranks(
     self_position: torch.Tensor,
     relevant: tuple[torch.Tensor, torch.Tensor],
     *,
+    labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+    depth: int | None = None,
     chunk_size: int | None = None,
     show_progress: bool | None = False,
 ) -> RelevantRanks:
-    """The exact :class:`RelevantRanks` of every query (Nq×D) among the gallery (Ng×D).
+    """The :class:`RelevantRanks` of every query (Nq×D) among the gallery (Ng×D), one chunked
+    pass.
 
     ``self_position`` (Nq,): each query's gallery position, -1 when it is not in the gallery;
     ``relevant``: :func:`relevant_positions`. Scores are ‖g‖² − 2 q·g (the per-row constant
     ‖q‖² cannot change a row's order), ``chunk_size`` queries at once on the queries' device.
+    Without ``depth`` every rank is counted. With ``depth`` (and ``labels``, the query and
+    gallery labels) only ranks up to ``depth`` must be exact: a query whose relevant items
+    reach deeper than ``DENSE_FRACTION`` of the gallery (a poorly trained embedding, a large
+    class) is ranked instead by the ``depth`` + 1 smallest scores of its row of the same matrix
+    product, as on the top-k path, and counted only when its last tie group is undetermined.
     """
     positions, real = relevant
     n_query, width = positions.shape
@@ -132,10 +148,14 @@ def exact_ranks(
     n_gallery = gallery.shape[0]
     if width == 0:
         return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
-    rows = chunk_rows(chunk_size, n_gallery)
+    search = depth is not None and labels is not None and depth + 1 < n_gallery - 1
+    rows = chunk_size or exact_chunk_rows(n_gallery, device)
     gallery_sq = gallery.pow(2).sum(1)[None, :]
-    # One flat bool buffer, a whole number of int64 words, reused by every chunk.
+    # Buffers reused by every chunk (fresh memory each chunk costs page faults): the scores, and
+    # one flat bool buffer of a whole number of int64 words.
+    score_rows = torch.empty(rows, n_gallery, dtype=queries.dtype, device=device)
     candidates = torch.zeros(-(-rows * n_gallery // 8) * 8, dtype=torch.bool, device=device)
+    searched = 0
     with tqdm(
         total=n_query,
         desc="exact ranks",
@@ -144,32 +164,87 @@ def exact_ranks(
     ) as progress:
         for start in range(0, n_query, rows):
             stop = min(start + rows, n_query)
-            scores = torch.addmm(gallery_sq, queries[start:stop], gallery.T, alpha=-2)
+            scores = torch.addmm(
+                gallery_sq, queries[start:stop], gallery.T, alpha=-2, out=score_rows[: stop - start]
+            )
             own = self_position[start:stop]
             inside = (own >= 0).nonzero().squeeze(1)
             scores[inside, own[inside]] = float("inf")
+            thresholds, n_real, worst = _thresholds(scores, positions[start:stop], real[start:stop])
+            dense = _dense_rows(scores, worst) if search else None
+            counted = worst if dense is None else worst.masked_fill(dense[:, None], float("-inf"))
             ranks[start:stop], hits[start:stop] = _count_within(
-                scores, positions[start:stop], real[start:stop], candidates
+                scores, thresholds, n_real, counted, candidates
             )
+            if dense is not None and bool(dense.any()):
+                assert labels is not None and depth is not None
+                at = dense.nonzero().squeeze(1)
+                searched += at.numel()
+                nearest = scores[at].topk(depth + 1, dim=1, largest=False, sorted=True)
+                found_labels = labels[1][nearest.indices]
+                found, undetermined = ranks_from_neighbours(
+                    nearest.indices,
+                    nearest.values,
+                    found_labels == labels[0][start:stop][at, None],
+                    torch.ones_like(at, dtype=torch.bool),
+                    n_real[at],
+                )
+                columns = found.ranks.shape[1]
+                ranks[start + at, :columns], hits[start + at, :columns] = found.ranks, found.hits
+                ranks[start + at, columns:], hits[start + at, columns:] = NO_RANK, 0
+                if undetermined.numel():  # a tie group with relevant items runs past the search
+                    redo = at[undetermined]
+                    ranks[start + redo], hits[start + redo] = _count_within(
+                        scores[redo], thresholds[redo], n_real[redo], worst[redo], candidates
+                    )
             progress.update(stop - start)
+    if searched:
+        return RelevantRanks(ranks, hits, depth, f"exact, top-k for {searched} of {n_query}")
     return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
 
 
-def _count_within(
-    scores: torch.Tensor, positions: torch.Tensor, real: torch.Tensor, buffer: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ranks, hits), c×M each, of one chunk of score rows (c×Ng, smaller is closer)."""
-    rows, n_gallery = scores.shape
-    width = positions.shape[1]
-    # Thresholds: the relevant items' own scores; + 0.0 makes -0.0 equal to 0.0 as a key.
-    thresholds = torch.where(real, scores.gather(1, positions) + 0.0, float("inf"))
-    thresholds = thresholds.sort(1).values  # real ones first, ascending
+def exact_chunk_rows(n_gallery: int, device: torch.device) -> int:
+    """Queries per chunk of the exact pass: on a CPU at most ``CPU_CHUNK_ELEMENTS`` scores, so the
+    passes over a chunk after its matrix product stay in cache; elsewhere as many as
+    :func:`metrics.knn.chunk_rows` allows."""
+    if device.type == "cpu":
+        return max(1, min(8192, CPU_CHUNK_ELEMENTS // max(n_gallery, 1)))
+    return chunk_rows(None, n_gallery)
+
+
+def _thresholds(
+    scores: torch.Tensor, positions: torch.Tensor, real: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(thresholds c×M ascending, real ones first; (c,) how many are real; c×1 the largest).
+
+    A row's thresholds are its relevant items' own scores; + 0.0 makes -0.0 equal to 0.0.
+    """
+    thresholds = torch.where(real, scores.gather(1, positions) + 0.0, float("inf")).sort(1).values
     n_real = real.sum(1)
     worst = thresholds.gather(1, (n_real - 1).clamp(min=0)[:, None])
-    worst = torch.where(n_real[:, None] > 0, worst, float("-inf"))
+    return thresholds, n_real, torch.where(n_real[:, None] > 0, worst, float("-inf"))
+
+
+def _dense_rows(scores: torch.Tensor, worst: torch.Tensor) -> torch.Tensor:
+    """(c,) bool: rows where more than ``DENSE_FRACTION`` of the gallery scores within the worst
+    threshold, estimated on ``DENSITY_SAMPLE`` evenly spaced columns."""
+    step = max(1, scores.shape[1] // DENSITY_SAMPLE)
+    return (scores[:, ::step] <= worst).float().mean(1) > DENSE_FRACTION
+
+
+def _count_within(
+    scores: torch.Tensor,
+    thresholds: torch.Tensor,
+    n_real: torch.Tensor,
+    worst: torch.Tensor,
+    buffer: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ranks, hits), c×M each, of one chunk of score rows (c×Ng, smaller is closer), counting
+    the gallery items within each threshold; a row whose ``worst`` is -inf counts nothing."""
+    rows, n_gallery = scores.shape
+    width = thresholds.shape[1]
     size = rows * n_gallery
-    flat = buffer[:size]
-    torch.le(scores, worst, out=flat.view(rows, n_gallery))
+    torch.le(scores, worst, out=buffer[:size].view(rows, n_gallery))
     buffer[size : -(-size // 8) * 8] = False
     found = _true_positions(buffer[: -(-size // 8) * 8])
     row = found // n_gallery

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import metrics
-from metrics import knn
+from metrics import knn, relevant_ranks
 from metrics.knn import faiss_module
 
 needs_faiss = pytest.mark.skipif(faiss_module() is None, reason="faiss not installed")
@@ -135,6 +135,11 @@ def slow_values(keys, x, y, query=None, gallery=None, optimistic=None):
             out[key] = map_revisit(rows, lambda r: 1000)
         elif base == "mAP_lim":
             out[key] = map_revisit(rows, lambda r: min(1023, n))
+        elif base == "mAP":
+            out[key] = mean([average_precision(rel, len(rel), r) for rel, r in rows if r > 0])
+        elif base == "mAP_robrank":
+            depth = int(arg) if arg else 10
+            out[key] = mean([average_precision(rel, depth, depth) for rel, _ in rows])
         else:
             raise KeyError(key)
     return out
@@ -160,6 +165,9 @@ KEYS = [
     "mAP_R_dada",
     "mAP_dada",
     "mAP_dada@4",
+    "mAP",
+    "mAP_robrank",
+    "mAP_robrank@3",
 ]
 
 
@@ -344,3 +352,89 @@ def test_drop_self_keeps_the_ranking():
     assert torch.equal(got_distances, got.float() / 10)
     exact, _ = knn._drop_self(found[:, :3], distances[:, :3], own, 3)  # a hole at the end
     assert exact.tolist() == [[3, 5, -1], [1, 2, 4], [9, 8, 6], [2, 5, 1]]
+
+
+# ---------------------------------------------------------------- the exact pass and the tie rule
+SHALLOW_KEYS = [  # metrics that read no deeper than R_q or k: the pass may rank by a top-k
+    "e_recall@1",
+    "e_recall@3",
+    "c_recall@2",
+    "precision_at_1",
+    "r_precision",
+    "mAP_R",
+    "mrr@2",
+    "mAP_dada@4",
+    "mAP_robrank@3",
+]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # every query searched / none
+def test_exact_pass_with_top_k_rows_matches_reference(monkeypatch, ties, dense_fraction):
+    monkeypatch.setattr(relevant_ranks, "DENSE_FRACTION", dense_fraction)
+    if ties:
+        rng = np.random.default_rng(21)
+        x = rng.integers(0, 3, size=(70, 3)).astype(np.float32)
+        y = rng.integers(0, 3, 70)
+        keys = [key for key in SHALLOW_KEYS if not key.startswith("c_")]
+    else:
+        x, y = random_data(n=70, classes=4, seed=22)
+        keys = SHALLOW_KEYS
+    evaluator = metrics.Evaluator(keys, chunk_size=9)
+    got = evaluator.compute(x, y)
+    assert_values(got, slow_values(keys, x, y, optimistic=False if ties else None))
+    assert evaluator.paths["euclidean"].startswith("exact, top-k") == (dense_fraction == 0.0)
+
+
+@pytest.mark.parametrize("backend", ["auto", *BACKENDS])
+def test_hand_made_ties(backend):
+    """Query 0 at the origin; at distance 1 an irrelevant and a relevant item, at distance 2 an
+    irrelevant and a relevant one. Irrelevant first at equal distance: the relevant items rank
+    2 and 4."""
+    x = np.array([[0, 0], [1, 0], [0, -1], [2, 0], [-2, 0]], np.float32)
+    y = np.array([0, 1, 0, 0, 1])
+    query, gallery = np.arange(5) == 0, np.arange(5) > 0
+    keys = ["e_recall@1", "e_recall@2", "precision_at_1", "r_precision", "mAP_R", "mrr", "mAP"]
+    make = metrics.Evaluator if backend == "auto" else evaluator
+    kwargs = {} if backend == "auto" else {"backend": backend}
+    got = make(keys, **kwargs).compute(x, y, query=query, gallery=gallery)
+    assert got == {
+        "e_recall@1": 0.0,
+        "e_recall@2": 1.0,
+        "precision_at_1": 0.0,
+        "r_precision": 0.5,
+        "mAP_R": 0.25,  # (1/2)·(1/2 + 0): the second relevant item ranks beyond R = 2
+        "mrr": 0.5,
+        "mAP": 0.5,  # (1/2)·(1/2 + 2/4)
+    }
+
+
+@pytest.mark.parametrize("backend", ["auto", *BACKENDS])
+def test_tie_group_running_past_the_search(monkeypatch, backend):
+    """Three relevant items and one irrelevant one, all at distance 1, searched 2 deep (R@1 only):
+    the top-k sees part of the tie group, so those rows are counted instead."""
+    monkeypatch.setattr(relevant_ranks, "DENSE_FRACTION", 0.0)
+    x = np.array([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1], [5, 5], [6, 5]], np.float32)
+    y = np.array([0, 0, 0, 0, 1, 2, 2])
+    query, gallery = np.arange(7) == 0, np.arange(7) > 0
+    keys = ["e_recall@1", "precision_at_1"]
+    make = metrics.Evaluator if backend == "auto" else evaluator
+    kwargs = {} if backend == "auto" else {"backend": backend}
+    inputs = make(keys, **kwargs).prepare(x, y, query=query, gallery=gallery)
+    first = inputs.relevant_ranks().first().tolist()
+    # Rank 2, after the irrelevant item: counted on the exact pass, beyond the depth on top-k.
+    assert first == ([2] if backend in ("auto", "exact") else [relevant_ranks.NO_RANK])
+    assert make(keys, **kwargs).compute(x, y, query=query, gallery=gallery) == {
+        "e_recall@1": 0.0,
+        "precision_at_1": 0.0,
+    }
+
+
+def test_a_query_without_relevant_items():
+    x, y = random_data(n=12, classes=3, seed=23)
+    y[0] = 99  # a lone query: a miss for R@k, left out of the averages over R_q > 0
+    keys = ["e_recall@1", "mAP_R", "mAP", "mrr", "r_precision", "mAP_c", "mAP_robrank"]
+    got = metrics.Evaluator(keys).compute(x, y)
+    assert_values(got, slow_values(keys, x, y))
+    inputs = metrics.Evaluator(keys).prepare(x, y)
+    assert inputs.relevant_ranks().first()[0] == relevant_ranks.NO_RANK
