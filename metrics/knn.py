@@ -36,9 +36,15 @@ def chunk_rows(chunk_size: int | None, width: int) -> int:
 
 
 @functools.cache
+def faiss_installed() -> bool:
+    """Whether faiss can be imported (without importing it: that costs start-up time)."""
+    return importlib.util.find_spec("faiss") is not None
+
+
+@functools.cache
 def faiss_module() -> ModuleType | None:
-    """The faiss module when installed, else None."""
-    if importlib.util.find_spec("faiss") is None:
+    """The faiss module when installed, else None; imported on the first call."""
+    if not faiss_installed():
         return None
     import faiss
 
@@ -53,13 +59,13 @@ def use_faiss(backend: str, device: torch.device) -> bool:
     """
     if backend not in BACKENDS:
         raise ConfigError(f"evaluation backend: got {backend!r}, expected one of {BACKENDS}")
-    if backend == "faiss" and faiss_module() is None:
+    if backend == "faiss" and not faiss_installed():
         raise ConfigError(
             "evaluation backend: got 'faiss', but faiss is not installed (pip install faiss-cpu, "
             "or use the 'torch' backend, which needs nothing more)"
         )
     if backend == "auto":
-        return device.type == "cpu" and faiss_module() is not None
+        return device.type == "cpu" and faiss_installed()
     return backend == "faiss"
 
 
