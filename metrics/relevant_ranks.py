@@ -41,11 +41,14 @@ EVERY_RANK = NO_RANK - 1
 # Scores per chunk of the exact pass on a CPU (32 MiB of float32; measured on 2 cores, 20k-60k
 # galleries, against chunks of 64 to 2048 queries).
 CPU_CHUNK_ELEMENTS = 2**23
-# A query whose worst relevant item lies beyond this fraction of the gallery is ranked by a
-# top-k search of its score row when the metrics read only so deep (counting its candidates
-# costs more), the fraction estimated on this many gallery columns.
-DENSE_FRACTION = 1 / 16
-DENSITY_SAMPLE = 256
+# A query with more candidates (gallery items within its worst relevant item) than f × Ng is
+# ranked by a top-k of its score row when the metrics read only k deep, where
+# f = (TOPK_NS + TOPK_NS_PER_K · k) / COUNT_NS (dense_fraction): the measured CPU costs of topk
+# per score (about 15 ns at k = 85, 41 ns at k = 1000) and of counting one candidate (about
+# 185 ns), on 6k-10k galleries, one thread.
+TOPK_NS, TOPK_NS_PER_K, COUNT_NS = 12.6, 0.028, 185.0
+# Gallery columns per block of the candidate search (a block beyond every threshold is skipped).
+BLOCK = 64
 # Queries converted at once from an Nq×K neighbour list (bounds temporary memory).
 ROW_BLOCK = 8192
 
@@ -136,7 +139,7 @@ def exact_ranks(
     ‖q‖² cannot change a row's order), ``chunk_size`` queries at once on the queries' device.
     Without ``depth`` every rank is counted. With ``depth`` (and ``labels``, the query and
     gallery labels) only ranks up to ``depth`` must be exact: a query whose relevant items
-    reach deeper than ``DENSE_FRACTION`` of the gallery (a poorly trained embedding, a large
+    reach deeper than :func:`dense_fraction` of the gallery (a poorly trained embedding, a large
     class) is ranked instead by the ``depth`` + 1 smallest scores of its row of the same matrix
     product, as on the top-k path, and counted only when its last tie group is undetermined.
     """
@@ -149,12 +152,11 @@ def exact_ranks(
     if width == 0:
         return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
     search = depth is not None and labels is not None and depth + 1 < n_gallery - 1
+    dense_limit = dense_fraction(depth) * n_gallery if search and depth is not None else None
     rows = chunk_size or exact_chunk_rows(n_gallery, device)
     gallery_sq = gallery.pow(2).sum(1)[None, :]
-    # Buffers reused by every chunk (fresh memory each chunk costs page faults): the scores, and
-    # one flat bool buffer of a whole number of int64 words.
+    # Reused by every chunk: fresh memory for each chunk's scores would cost page faults.
     score_rows = torch.empty(rows, n_gallery, dtype=queries.dtype, device=device)
-    candidates = torch.zeros(-(-rows * n_gallery // 8) * 8, dtype=torch.bool, device=device)
     searched = 0
     with tqdm(
         total=n_query,
@@ -171,14 +173,11 @@ def exact_ranks(
             inside = (own >= 0).nonzero().squeeze(1)
             scores[inside, own[inside]] = float("inf")
             thresholds, n_real, worst = _thresholds(scores, positions[start:stop], real[start:stop])
-            dense = _dense_rows(scores, worst) if search else None
-            counted = worst if dense is None else worst.masked_fill(dense[:, None], float("-inf"))
-            ranks[start:stop], hits[start:stop] = _count_within(
-                scores, thresholds, n_real, counted, candidates
-            )
-            if dense is not None and bool(dense.any()):
+            row, values, dense = _candidates(scores, worst, dense_limit)
+            ranks[start:stop], hits[start:stop] = _count_within(thresholds, n_real, row, values)
+            at = dense.nonzero().squeeze(1)
+            if at.numel():
                 assert labels is not None and depth is not None
-                at = dense.nonzero().squeeze(1)
                 searched += at.numel()
                 nearest = scores[at].topk(depth + 1, dim=1, largest=False, sorted=True)
                 found_labels = labels[1][nearest.indices]
@@ -194,13 +193,20 @@ def exact_ranks(
                 ranks[start + at, columns:], hits[start + at, columns:] = NO_RANK, 0
                 if undetermined.numel():  # a tie group with relevant items runs past the search
                     redo = at[undetermined]
+                    row, values, _ = _candidates(scores[redo], worst[redo])
                     ranks[start + redo], hits[start + redo] = _count_within(
-                        scores[redo], thresholds[redo], n_real[redo], worst[redo], candidates
+                        thresholds[redo], n_real[redo], row, values
                     )
             progress.update(stop - start)
     if searched:
         return RelevantRanks(ranks, hits, depth, f"exact, top-k for {searched} of {n_query}")
     return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
+
+
+def dense_fraction(depth: int) -> float:
+    """The candidate share of the gallery beyond which a top-k of ``depth`` + 1 is cheaper than
+    counting (see ``TOPK_NS``)."""
+    return (TOPK_NS + TOPK_NS_PER_K * (depth + 1)) / COUNT_NS
 
 
 def exact_chunk_rows(n_gallery: int, device: torch.device) -> int:
@@ -225,48 +231,57 @@ def _thresholds(
     return thresholds, n_real, torch.where(n_real[:, None] > 0, worst, float("-inf"))
 
 
-def _dense_rows(scores: torch.Tensor, worst: torch.Tensor) -> torch.Tensor:
-    """(c,) bool: rows where more than ``DENSE_FRACTION`` of the gallery scores within the worst
-    threshold, estimated on ``DENSITY_SAMPLE`` evenly spaced columns."""
-    step = max(1, scores.shape[1] // DENSITY_SAMPLE)
-    return (scores[:, ::step] <= worst).float().mean(1) > DENSE_FRACTION
+def _candidates(
+    scores: torch.Tensor, worst: torch.Tensor, dense_limit: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, score) of every entry of ``scores`` (c×Ng) within its row's ``worst`` (c×1), and
+    (c,) bool: the rows with more than ``dense_limit`` such entries, whose entries are left out
+    (none without a limit).
+
+    Blocks of ``BLOCK`` columns whose minimum is beyond the worst threshold are skipped whole
+    (one min-reduction over the chunk), so finding few candidates costs about one read of the
+    scores; only a row hitting most of its blocks is counted to tell whether it is dense.
+    """
+    n_rows, n_columns = scores.shape
+    whole = n_columns - n_columns % BLOCK
+    blocks = scores[:, :whole].unflatten(1, (-1, BLOCK))
+    hit = blocks.amin(2) <= worst  # c × (whole / BLOCK)
+    dense = torch.zeros(n_rows, dtype=torch.bool, device=scores.device)
+    if dense_limit is not None:
+        maybe = (hit.sum(1) * 2 >= hit.shape[1]).nonzero().squeeze(1)
+        dense[maybe] = (scores[maybe] <= worst[maybe]).sum(1) > dense_limit
+        hit &= ~dense[:, None]
+    row, block = hit.nonzero(as_tuple=True)
+    found = blocks[row, block]  # (blocks hit)×BLOCK
+    kept = found <= worst[row]
+    rows, values = [row[:, None].expand_as(found)[kept]], [found[kept]]
+    if whole < n_columns:
+        tail = scores[:, whole:]
+        row, column = (tail <= worst.masked_fill(dense[:, None], float("-inf"))).nonzero(
+            as_tuple=True
+        )
+        rows.append(row)
+        values.append(tail[row, column])
+    return torch.cat(rows), torch.cat(values) + 0.0, dense  # + 0.0: -0.0 equals 0.0 as a key
 
 
 def _count_within(
-    scores: torch.Tensor,
-    thresholds: torch.Tensor,
-    n_real: torch.Tensor,
-    worst: torch.Tensor,
-    buffer: torch.Tensor,
+    thresholds: torch.Tensor, n_real: torch.Tensor, row: torch.Tensor, values: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ranks, hits), c×M each, of one chunk of score rows (c×Ng, smaller is closer), counting
-    the gallery items within each threshold; a row whose ``worst`` is -inf counts nothing."""
-    rows, n_gallery = scores.shape
-    width = thresholds.shape[1]
-    size = rows * n_gallery
-    torch.le(scores, worst, out=buffer[:size].view(rows, n_gallery))
-    buffer[size : -(-size // 8) * 8] = False
-    found = _true_positions(buffer[: -(-size // 8) * 8])
-    row = found // n_gallery
-    values = scores.view(-1)[found] + 0.0
+    """(ranks, hits), c×M each, of one chunk from its thresholds (c×M, ascending, real ones
+    first; ``n_real`` of them) and its candidates (``row``, ``values``: every score within its
+    row's worst threshold)."""
+    n_rows, width = thresholds.shape
     # Thresholds of row r strictly below each candidate of row r: one search over row-tagged keys.
-    keys = _row_keys(thresholds, torch.arange(rows, device=scores.device)[:, None])
+    keys = _row_keys(thresholds, torch.arange(n_rows, device=thresholds.device)[:, None])
     below = torch.searchsorted(keys.view(-1), _row_keys(values, row)) - row * width
-    histogram = torch.bincount(row * (width + 1) + below, minlength=rows * (width + 1))
-    within = histogram.view(rows, width + 1).cumsum(1)[:, :width]
+    histogram = torch.bincount(row * (width + 1) + below, minlength=n_rows * (width + 1))
+    within = histogram.view(n_rows, width + 1).cumsum(1)[:, :width]
     # A relevant item tied with later ones ranks before them: subtract the later ties.
-    column = torch.arange(width, device=scores.device)[None, :]
+    column = torch.arange(width, device=thresholds.device)[None, :]
     later_ties = torch.searchsorted(thresholds, thresholds, right=True) - 1 - column
     is_real = column < n_real[:, None]
     return torch.where(is_real, within - later_ties, NO_RANK), torch.where(is_real, column + 1, 0)
-
-
-def _true_positions(flags: torch.Tensor) -> torch.Tensor:
-    """Ascending positions of the True entries of a flat bool tensor whose length is a multiple
-    of 8: nonzero over 64-bit words first (8× fewer entries), then within the words found."""
-    words = flags.view(torch.int64).nonzero().squeeze(1)
-    positions = (words[:, None] * 8 + torch.arange(8, device=flags.device)).view(-1)
-    return positions[flags[positions]]
 
 
 def _row_keys(values: torch.Tensor, row: torch.Tensor) -> torch.Tensor:

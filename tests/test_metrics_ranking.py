@@ -371,7 +371,7 @@ SHALLOW_KEYS = [  # metrics that read no deeper than R_q or k: the pass may rank
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # every query searched / none
 def test_exact_pass_with_top_k_rows_matches_reference(monkeypatch, ties, dense_fraction):
-    monkeypatch.setattr(relevant_ranks, "DENSE_FRACTION", dense_fraction)
+    monkeypatch.setattr(relevant_ranks, "dense_fraction", lambda depth: dense_fraction)
     if ties:
         rng = np.random.default_rng(21)
         x = rng.integers(0, 3, size=(70, 3)).astype(np.float32)
@@ -413,7 +413,7 @@ def test_hand_made_ties(backend):
 def test_tie_group_running_past_the_search(monkeypatch, backend):
     """Three relevant items and one irrelevant one, all at distance 1, searched 2 deep (R@1 only):
     the top-k sees part of the tie group, so those rows are counted instead."""
-    monkeypatch.setattr(relevant_ranks, "DENSE_FRACTION", 0.0)
+    monkeypatch.setattr(relevant_ranks, "dense_fraction", lambda depth: 0.0)
     x = np.array([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1], [5, 5], [6, 5]], np.float32)
     y = np.array([0, 0, 0, 0, 1, 2, 2])
     query, gallery = np.arange(7) == 0, np.arange(7) > 0
@@ -438,3 +438,20 @@ def test_a_query_without_relevant_items():
     assert_values(got, slow_values(keys, x, y))
     inputs = metrics.Evaluator(keys).prepare(x, y)
     assert inputs.relevant_ranks().first()[0] == relevant_ranks.NO_RANK
+
+
+@pytest.mark.parametrize("masks", [False, True])
+def test_exact_pass_equals_the_top_k_path(masks):
+    """Tie-free data: the exact pass and the search give the same value of every key (the
+    top-k path cannot read the full ranking's mAP past its depth, so it searches all of it)."""
+    x, y = random_data(n=150, d=8, classes=12, seed=24)
+    extra = {}
+    if masks:
+        rng = np.random.default_rng(24)
+        query = rng.random(150) < 0.4
+        extra = {"query": query, "gallery": ~query | (rng.random(150) < 0.3)}
+    exact = metrics.Evaluator(KEYS, ranking="exact").compute(x, y, **extra)
+    searched = metrics.Evaluator(KEYS, ranking="topk", backend="torch").compute(x, y, **extra)
+    auto = metrics.Evaluator(KEYS).compute(x, y, **extra)
+    assert_values(exact, searched, abs_tol=1e-6)
+    assert_values(auto, searched, abs_tol=1e-6)
