@@ -41,12 +41,14 @@ EVERY_RANK = NO_RANK - 1
 # Scores per chunk of the exact pass on a CPU (32 MiB of float32; measured on 2 cores, 20k-60k
 # galleries, against chunks of 64 to 2048 queries).
 CPU_CHUNK_ELEMENTS = 2**23
-# A query with more candidates (gallery items within its worst relevant item) than f × Ng is
-# ranked by a top-k of its score row when the metrics read only k deep, where
-# f = (TOPK_NS + TOPK_NS_PER_K · k) / COUNT_NS (dense_fraction): the measured CPU costs of topk
-# per score (about 15 ns at k = 85, 41 ns at k = 1000) and of counting one candidate (about
-# 185 ns), on 6k-10k galleries, one thread.
-TOPK_NS, TOPK_NS_PER_K, COUNT_NS = 12.6, 0.028, 185.0
+# Costs measured on one CPU thread (chunks of 279 × 30,000 scores, 14 thresholds): torch.topk
+# of k + 1 per score, TOPK_NS + TOPK_NS_PER_K · k ns (1.6 at k = 10, 2.6 at 85, 10 at 1000);
+# counting one candidate (a gallery item within the worst threshold) by the sparse route,
+# COUNT_NS; counting a whole row by a batched search, FULL_ROW_NS per score. A row with more
+# candidates than dense_fraction() × Ng is ranked by a top-k when the metrics read only k deep,
+# else counted whole when more than FULL_ROW_FRACTION of its scores are candidates.
+TOPK_NS, TOPK_NS_PER_K, COUNT_NS, FULL_ROW_NS = 1.4, 0.0085, 107.0, 20.0
+FULL_ROW_FRACTION = FULL_ROW_NS / COUNT_NS
 # Gallery columns per block of the candidate search (a block beyond every threshold is skipped).
 BLOCK = 64
 # Queries converted at once from an Nq×K neighbour list (bounds temporary memory).
@@ -152,7 +154,10 @@ def exact_ranks(
     if width == 0:
         return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
     search = depth is not None and labels is not None and depth + 1 < n_gallery - 1
-    dense_limit = dense_fraction(depth) * n_gallery if search and depth is not None else None
+    if search and depth is not None:
+        dense_limit = min(dense_fraction(depth), FULL_ROW_FRACTION) * n_gallery
+    else:
+        dense_limit = FULL_ROW_FRACTION * n_gallery
     rows = chunk_size or exact_chunk_rows(n_gallery, device)
     gallery_sq = gallery.pow(2).sum(1)[None, :]
     # Reused by every chunk: fresh memory for each chunk's scores would cost page faults.
@@ -176,7 +181,11 @@ def exact_ranks(
             row, values, dense = _candidates(scores, worst, dense_limit)
             ranks[start:stop], hits[start:stop] = _count_within(thresholds, n_real, row, values)
             at = dense.nonzero().squeeze(1)
-            if at.numel():
+            if at.numel() and not search:
+                ranks[start + at], hits[start + at] = _count_full_rows(
+                    scores[at], thresholds[at], n_real[at]
+                )
+            elif at.numel():
                 assert labels is not None and depth is not None
                 searched += at.numel()
                 nearest = scores[at].topk(depth + 1, dim=1, largest=False, sorted=True)
@@ -193,9 +202,8 @@ def exact_ranks(
                 ranks[start + at, columns:], hits[start + at, columns:] = NO_RANK, 0
                 if undetermined.numel():  # a tie group with relevant items runs past the search
                     redo = at[undetermined]
-                    row, values, _ = _candidates(scores[redo], worst[redo])
-                    ranks[start + redo], hits[start + redo] = _count_within(
-                        thresholds[redo], n_real[redo], row, values
+                    ranks[start + redo], hits[start + redo] = _count_full_rows(
+                        scores[redo], thresholds[redo], n_real[redo]
                     )
             progress.update(stop - start)
     if searched:
@@ -205,7 +213,7 @@ def exact_ranks(
 
 def dense_fraction(depth: int) -> float:
     """The candidate share of the gallery beyond which a top-k of ``depth`` + 1 is cheaper than
-    counting (see ``TOPK_NS``)."""
+    counting the candidates (see ``TOPK_NS``)."""
     return (TOPK_NS + TOPK_NS_PER_K * (depth + 1)) / COUNT_NS
 
 
@@ -271,10 +279,28 @@ def _count_within(
     """(ranks, hits), c×M each, of one chunk from its thresholds (c×M, ascending, real ones
     first; ``n_real`` of them) and its candidates (``row``, ``values``: every score within its
     row's worst threshold)."""
-    n_rows, width = thresholds.shape
     # Thresholds of row r strictly below each candidate of row r: one search over row-tagged keys.
-    keys = _row_keys(thresholds, torch.arange(n_rows, device=thresholds.device)[:, None])
-    below = torch.searchsorted(keys.view(-1), _row_keys(values, row)) - row * width
+    keys = _row_keys(thresholds, torch.arange(thresholds.shape[0], device=row.device)[:, None])
+    below = torch.searchsorted(keys.view(-1), _row_keys(values, row))
+    return _ranks_from_buckets(thresholds, n_real, below - row * thresholds.shape[1], row)
+
+
+def _count_full_rows(
+    scores: torch.Tensor, thresholds: torch.Tensor, n_real: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_count_within` for rows where most scores are candidates: every score of each row
+    (r×Ng) searched among the row's thresholds at once."""
+    below = torch.searchsorted(thresholds, scores + 0.0)  # + 0.0: -0.0 equals 0.0
+    row = torch.arange(scores.shape[0], device=scores.device)[:, None].expand_as(below)
+    return _ranks_from_buckets(thresholds, n_real, below.reshape(-1), row.reshape(-1))
+
+
+def _ranks_from_buckets(
+    thresholds: torch.Tensor, n_real: torch.Tensor, below: torch.Tensor, row: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ranks, hits), c×M each, from each candidate's row and the number of its row's thresholds
+    strictly below it (a candidate counts toward every threshold from that one on)."""
+    n_rows, width = thresholds.shape
     histogram = torch.bincount(row * (width + 1) + below, minlength=n_rows * (width + 1))
     within = histogram.view(n_rows, width + 1).cumsum(1)[:, :width]
     # A relevant item tied with later ones ranks before them: subtract the later ties.

@@ -370,8 +370,10 @@ SHALLOW_KEYS = [  # metrics that read no deeper than R_q or k: the pass may rank
 
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # every query searched / none
-def test_exact_pass_with_top_k_rows_matches_reference(monkeypatch, ties, dense_fraction):
+@pytest.mark.parametrize("full_rows", [0.0, 2.0])  # every query counted whole / none
+def test_exact_pass_with_top_k_rows_matches_reference(monkeypatch, ties, dense_fraction, full_rows):
     monkeypatch.setattr(relevant_ranks, "dense_fraction", lambda depth: dense_fraction)
+    monkeypatch.setattr(relevant_ranks, "FULL_ROW_FRACTION", full_rows)
     if ties:
         rng = np.random.default_rng(21)
         x = rng.integers(0, 3, size=(70, 3)).astype(np.float32)
@@ -380,10 +382,12 @@ def test_exact_pass_with_top_k_rows_matches_reference(monkeypatch, ties, dense_f
     else:
         x, y = random_data(n=70, classes=4, seed=22)
         keys = SHALLOW_KEYS
+    expected = slow_values(keys, x, y, optimistic=False if ties else None)
     evaluator = metrics.Evaluator(keys, chunk_size=9)
-    got = evaluator.compute(x, y)
-    assert_values(got, slow_values(keys, x, y, optimistic=False if ties else None))
-    assert evaluator.paths["euclidean"].startswith("exact, top-k") == (dense_fraction == 0.0)
+    assert_values(evaluator.compute(x, y), expected)
+    searched = dense_fraction == 0.0 or full_rows == 0.0
+    assert evaluator.paths["euclidean"].startswith("exact, top-k") == searched
+    assert_values(metrics.Evaluator(keys, chunk_size=9, ranking="exact").compute(x, y), expected)
 
 
 @pytest.mark.parametrize("backend", ["auto", *BACKENDS])
