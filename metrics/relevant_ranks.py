@@ -41,14 +41,16 @@ EVERY_RANK = NO_RANK - 1
 # Scores per chunk of the exact pass on a CPU (32 MiB of float32; measured on 2 cores, 20k-60k
 # galleries, against chunks of 64 to 2048 queries).
 CPU_CHUNK_ELEMENTS = 2**23
-# Costs measured on one CPU thread (chunks of 279 × 30,000 scores, 14 thresholds): torch.topk
-# of k + 1 per score, TOPK_NS + TOPK_NS_PER_K · k ns (1.6 at k = 10, 2.6 at 85, 10 at 1000);
-# counting one candidate (a gallery item within the worst threshold) by the sparse route,
-# COUNT_NS; counting a whole row by a batched search, FULL_ROW_NS per score. A row with more
-# candidates than dense_fraction() × Ng is ranked by a top-k when the metrics read only k deep,
-# else counted whole when more than FULL_ROW_FRACTION of its scores are candidates.
-TOPK_NS, TOPK_NS_PER_K, COUNT_NS, FULL_ROW_NS = 1.4, 0.0085, 107.0, 20.0
+# Costs measured on one CPU thread (chunks of 279 × 30,000 scores, 14 thresholds): counting one
+# candidate (a gallery item within its row's worst threshold) by the sparse route, COUNT_NS;
+# counting a whole row by one batched search, FULL_ROW_NS per score. A row with more than
+# FULL_ROW_FRACTION of its scores as candidates is counted whole, or, when the metrics read
+# only k deep, ranked by a top-k of k + 1 (1.6 ns per score at k = 10, 10 ns at k = 1000).
+COUNT_NS, FULL_ROW_NS = 107.0, 20.0
 FULL_ROW_FRACTION = FULL_ROW_NS / COUNT_NS
+# A row is counted to tell whether it is dense only when this share of its blocks holds a
+# candidate (uniformly spread candidates: 90 % of 64-column blocks at 3.5 % of the scores).
+DENSE_BLOCKS = 0.9
 # Gallery columns per block of the candidate search (a block beyond every threshold is skipped).
 BLOCK = 64
 # Queries converted at once from an Nq×K neighbour list (bounds temporary memory).
@@ -139,11 +141,12 @@ def exact_ranks(
     ``self_position`` (Nq,): each query's gallery position, -1 when it is not in the gallery;
     ``relevant``: :func:`relevant_positions`. Scores are ‖g‖² − 2 q·g (the per-row constant
     ‖q‖² cannot change a row's order), ``chunk_size`` queries at once on the queries' device.
-    Without ``depth`` every rank is counted. With ``depth`` (and ``labels``, the query and
-    gallery labels) only ranks up to ``depth`` must be exact: a query whose relevant items
-    reach deeper than :func:`dense_fraction` of the gallery (a poorly trained embedding, a large
-    class) is ranked instead by the ``depth`` + 1 smallest scores of its row of the same matrix
-    product, as on the top-k path, and counted only when its last tie group is undetermined.
+    Every rank is counted, a query with many candidates (more than ``FULL_ROW_FRACTION`` of
+    its row within its worst relevant item: a poorly trained embedding, a large class) by one
+    batched search of its whole row. With ``depth`` (and ``labels``, the query and gallery
+    labels) only ranks up to ``depth`` must be exact, and such a query is ranked instead by the
+    ``depth`` + 1 smallest scores of its row of the same matrix product, as on the top-k path
+    (counted only when its last tie group is undetermined).
     """
     positions, real = relevant
     n_query, width = positions.shape
@@ -154,10 +157,7 @@ def exact_ranks(
     if width == 0:
         return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
     search = depth is not None and labels is not None and depth + 1 < n_gallery - 1
-    if search and depth is not None:
-        dense_limit = min(dense_fraction(depth), FULL_ROW_FRACTION) * n_gallery
-    else:
-        dense_limit = FULL_ROW_FRACTION * n_gallery
+    dense_limit = FULL_ROW_FRACTION * n_gallery
     rows = chunk_size or exact_chunk_rows(n_gallery, device)
     gallery_sq = gallery.pow(2).sum(1)[None, :]
     # Reused by every chunk: fresh memory for each chunk's scores would cost page faults.
@@ -211,12 +211,6 @@ def exact_ranks(
     return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
 
 
-def dense_fraction(depth: int) -> float:
-    """The candidate share of the gallery beyond which a top-k of ``depth`` + 1 is cheaper than
-    counting the candidates (see ``TOPK_NS``)."""
-    return (TOPK_NS + TOPK_NS_PER_K * (depth + 1)) / COUNT_NS
-
-
 def exact_chunk_rows(n_gallery: int, device: torch.device) -> int:
     """Queries per chunk of the exact pass: on a CPU at most ``CPU_CHUNK_ELEMENTS`` scores, so the
     passes over a chunk after its matrix product stay in cache; elsewhere as many as
@@ -256,8 +250,11 @@ def _candidates(
     hit = blocks.amin(2) <= worst  # c × (whole / BLOCK)
     dense = torch.zeros(n_rows, dtype=torch.bool, device=scores.device)
     if dense_limit is not None:
-        maybe = (hit.sum(1) * 2 >= hit.shape[1]).nonzero().squeeze(1)
-        dense[maybe] = (scores[maybe] <= worst[maybe]).sum(1) > dense_limit
+        maybe = (hit.sum(1) >= DENSE_BLOCKS * hit.shape[1]).nonzero().squeeze(1)
+        if maybe.numel() * 2 > n_rows:  # most rows: count them all, without copying
+            dense = (scores <= worst).sum(1) > dense_limit
+        else:
+            dense[maybe] = (scores[maybe] <= worst[maybe]).sum(1) > dense_limit
         hit &= ~dense[:, None]
     row, block = hit.nonzero(as_tuple=True)
     found = blocks[row, block]  # (blocks hit)×BLOCK

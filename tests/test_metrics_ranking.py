@@ -369,11 +369,10 @@ SHALLOW_KEYS = [  # metrics that read no deeper than R_q or k: the pass may rank
 
 
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # every query searched / none
-@pytest.mark.parametrize("full_rows", [0.0, 2.0])  # every query counted whole / none
-def test_exact_pass_with_top_k_rows_matches_reference(monkeypatch, ties, dense_fraction, full_rows):
-    monkeypatch.setattr(relevant_ranks, "dense_fraction", lambda depth: dense_fraction)
+@pytest.mark.parametrize("full_rows", [0.0, 2.0])  # every query dense (top-k or whole) / none
+def test_exact_pass_with_top_k_rows_matches_reference(monkeypatch, ties, full_rows):
     monkeypatch.setattr(relevant_ranks, "FULL_ROW_FRACTION", full_rows)
+    monkeypatch.setattr(relevant_ranks, "DENSE_BLOCKS", 0.0)
     if ties:
         rng = np.random.default_rng(21)
         x = rng.integers(0, 3, size=(70, 3)).astype(np.float32)
@@ -385,8 +384,7 @@ def test_exact_pass_with_top_k_rows_matches_reference(monkeypatch, ties, dense_f
     expected = slow_values(keys, x, y, optimistic=False if ties else None)
     evaluator = metrics.Evaluator(keys, chunk_size=9)
     assert_values(evaluator.compute(x, y), expected)
-    searched = dense_fraction == 0.0 or full_rows == 0.0
-    assert evaluator.paths["euclidean"].startswith("exact, top-k") == searched
+    assert evaluator.paths["euclidean"].startswith("exact, top-k") == (full_rows == 0.0)
     assert_values(metrics.Evaluator(keys, chunk_size=9, ranking="exact").compute(x, y), expected)
 
 
@@ -417,7 +415,8 @@ def test_hand_made_ties(backend):
 def test_tie_group_running_past_the_search(monkeypatch, backend):
     """Three relevant items and one irrelevant one, all at distance 1, searched 2 deep (R@1 only):
     the top-k sees part of the tie group, so those rows are counted instead."""
-    monkeypatch.setattr(relevant_ranks, "dense_fraction", lambda depth: 0.0)
+    monkeypatch.setattr(relevant_ranks, "FULL_ROW_FRACTION", 0.0)
+    monkeypatch.setattr(relevant_ranks, "DENSE_BLOCKS", 0.0)
     x = np.array([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1], [5, 5], [6, 5]], np.float32)
     y = np.array([0, 0, 0, 0, 1, 2, 2])
     query, gallery = np.arange(7) == 0, np.arange(7) > 0
