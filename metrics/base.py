@@ -164,6 +164,23 @@ class Metric:
         raise NotImplementedError
 
 
+class TopKMetric(Metric):
+    """A metric of the first k ranks: k from its ``@k`` argument, else ``default_k`` (a key
+    without ``@k`` is rejected when there is no default)."""
+
+    requires: ClassVar[frozenset[str]] = frozenset({"neighbours"})
+    arg_name: ClassVar[str | None] = "k"
+    default_k: ClassVar[int | None] = None
+
+    def __init__(self, arg: str | None = None) -> None:
+        self.arg = arg
+        no_default = self.default_k is None
+        self.k = positive_int_arg(self) if arg is not None or no_default else self.default_k
+
+    def depth(self, inputs: EvalInputs) -> int:
+        return self.k
+
+
 def mean_or_nan(values: torch.Tensor) -> float:
     """Mean of ``values`` as a Python float; NaN for an empty tensor."""
     return values.double().mean().item() if values.numel() else float("nan")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from metrics import METRICS
-from metrics.base import EvalInputs, Metric, mean_or_nan, positive_int_arg
+from metrics.base import EvalInputs, TopKMetric, mean_or_nan
 
 
 @METRICS.register("e_recall")
-class EuclideanRecall(Metric):
+class EuclideanRecall(TopKMetric):
     """Recall@k in the deep-metric-learning sense (a hit rate), Euclidean distance.
 
     Jegou et al., "Product Quantization for Nearest Neighbor Search", TPAMI 2011; used as R@k by
@@ -19,16 +19,6 @@ class EuclideanRecall(Metric):
     gallery item counts as a miss. Read from the rank of each query's first hit, shared by every
     R@k and MRR of the same space.
     """
-
-    requires = frozenset({"neighbours"})
-    arg_name = "k"
-
-    def __init__(self, arg: str | None = None) -> None:
-        self.arg = arg
-        self.k = positive_int_arg(self)
-
-    def depth(self, inputs: EvalInputs) -> int:
-        return self.k
 
     def compute(self, inputs: EvalInputs) -> float:
         return mean_or_nan(inputs.first_hit(self.space) <= self.k)

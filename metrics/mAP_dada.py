@@ -7,13 +7,13 @@ from __future__ import annotations
 import torch
 
 from metrics import METRICS
-from metrics.base import EvalInputs, Metric, mean_or_nan, positive_int_arg
+from metrics.base import EvalInputs, TopKMetric, mean_or_nan
 
 DEFAULT_DEPTH = 50
 
 
 @METRICS.register("mAP_dada")
-class DadaTruncatedMAP(Metric):
+class DadaTruncatedMAP(TopKMetric):
     """DADA's In-Shop "MAP" over the top k (Ren et al., AAAI 2024; spec methods.md §B.6),
     normalised by the relevant items *retrieved* in the top k, not by all of them.
 
@@ -26,15 +26,7 @@ class DadaTruncatedMAP(Metric):
     Euclidean ranking; on L2-normalised embeddings (DADA's default) the same as its cosine one.
     """
 
-    requires = frozenset({"neighbours"})
-    arg_name = "k"
-
-    def __init__(self, arg: str | None = None) -> None:
-        self.arg = arg
-        self.k = DEFAULT_DEPTH if arg is None else positive_int_arg(self)
-
-    def depth(self, inputs: EvalInputs) -> int:
-        return self.k
+    default_k = DEFAULT_DEPTH
 
     def compute(self, inputs: EvalInputs) -> float:
         ranks = inputs.relevant_ranks(self.space)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 
 from metrics import METRICS
-from metrics.base import EvalInputs, Metric, mean_or_nan, positive_int_arg
+from metrics.base import EvalInputs, TopKMetric, mean_or_nan
 
 DEFAULT_DEPTH = 10
 
 
 @METRICS.register("mAP_robrank")
-class RobrankMAPAtR(Metric):
+class RobrankMAPAtR(TopKMetric):
     """robrank's "mAP@R" (Zhou, Wang, Hua, CVPR 2022; spec robustness.md §6): average precision
     over the first k neighbours divided by k, not by the number of relevant items.
 
@@ -24,15 +24,7 @@ class RobrankMAPAtR(Metric):
     items cannot reach 1, so it is not MLRC/PML MAP@R (``mAP_R``).
     """
 
-    requires = frozenset({"neighbours"})
-    arg_name = "k"
-
-    def __init__(self, arg: str | None = None) -> None:
-        self.arg = arg
-        self.k = DEFAULT_DEPTH if arg is None else positive_int_arg(self)
-
-    def depth(self, inputs: EvalInputs) -> int:
-        return self.k
+    default_k = DEFAULT_DEPTH
 
     def compute(self, inputs: EvalInputs) -> float:
         depth = torch.full_like(inputs.relevant_counts, self.k)
