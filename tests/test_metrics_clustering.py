@@ -14,8 +14,16 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 
 import metrics
-from metrics import engine
-from metrics.clustering import kmeans, kmeans_centroids
+from metrics import clustering, engine
+from metrics.clustering import (
+    GROUPED_ARGMIN_MIN_K,
+    NITER,
+    _grouped_argmin,
+    _split_for_empty,
+    kmeans,
+    kmeans_centroids,
+    nearest_centroid,
+)
 from metrics.dists import mean_inter_distance, mean_intra_distance
 from metrics.knn import faiss_module
 from metrics.nmi import normalized_mutual_information
@@ -127,6 +135,69 @@ def test_no_queries_gives_nan():
         x, y, query=np.zeros(10, bool), gallery=np.ones(10, bool)
     )
     assert all(np.isnan(v) for v in got.values())
+
+
+# ---------------------------------------------------------------- torch k-means
+def test_grouped_argmin_is_the_first_minimum_like_argmin():
+    rng = np.random.default_rng(11)
+    scores = torch.from_numpy(rng.integers(0, 4, size=(40, 5 * 64)).astype(np.float32))
+    scores[3] = 7.0  # a row of ties: index 0
+    scores[4, [10, 70, 300]] = -1.0  # ties within and across groups: the first
+    scores[5, -20:] = float("inf")  # padding columns
+    assert torch.equal(_grouped_argmin(scores), scores.argmin(1))
+    assert _grouped_argmin(scores)[4] == 10
+
+
+@pytest.mark.parametrize("k", [17, GROUPED_ARGMIN_MIN_K + 44])
+@pytest.mark.parametrize("chunk_size", [7, 1000])
+def test_nearest_centroid_is_the_first_nearest_on_exact_ties(k, chunk_size):
+    """Small integer coordinates: float32 scores are exact, so ties are exact ties."""
+    rng = np.random.default_rng(k)
+    points = torch.from_numpy(rng.integers(-3, 4, size=(500, 4)).astype(np.float32))
+    centroids = torch.from_numpy(rng.integers(-3, 4, size=(k, 4)).astype(np.float32))
+    exact = ((points[:, None].double() - centroids[None].double()) ** 2).sum(2)
+    assert torch.equal(nearest_centroid(points, centroids, chunk_size), exact.argmin(1))
+
+
+def every_round_kmeans(points, k, seed, chunk_size):
+    """The torch k-means without its early stop: all NITER rounds, then the final assignment."""
+    generator = torch.Generator().manual_seed(seed)
+    centroids = points[torch.randperm(points.shape[0], generator=generator)[:k]].clone()
+    for _ in range(NITER):
+        assignment = nearest_centroid(points, centroids, chunk_size)
+        counts = torch.bincount(assignment, minlength=k)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, points)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+        _split_for_empty(centroids, counts, generator)
+    return centroids, nearest_centroid(points, centroids, chunk_size)
+
+
+@pytest.mark.parametrize("converges", [True, False])
+def test_torch_kmeans_early_stop_gives_the_result_of_every_round(monkeypatch, converges):
+    rng = np.random.default_rng(12)
+    if converges:  # four clear blobs
+        centres = rng.normal(size=(4, 3)) * 20
+        x = centres[np.repeat(np.arange(4), 50)] + rng.normal(size=(200, 3))
+        k = 4
+    else:  # a uniform square in many clusters (grouped argmin): still moving after 20 rounds
+        x, k = rng.uniform(size=(8000, 2)), GROUPED_ARGMIN_MIN_K + 44
+    points = torch.from_numpy(x.astype(np.float32))
+    expected_centroids, expected_ids = every_round_kmeans(points, k, seed=5, chunk_size=1000)
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return nearest_centroid(*args, **kwargs)
+
+    monkeypatch.setattr(clustering, "nearest_centroid", counting)
+    ids = kmeans(points, k, seed=5, backend="torch", chunk_size=1000)
+    assert torch.equal(ids, expected_ids)
+    assert (len(calls) < NITER) if converges else (len(calls) == NITER + 1)
+    centroids = kmeans_centroids(points, k, seed=5, backend="torch", chunk_size=1000)
+    assert torch.equal(centroids, expected_centroids)
+    # The default chunk (one block here) gives the same clusters.
+    assert torch.equal(kmeans(points, k, seed=5, backend="torch"), expected_ids)
 
 
 # ---------------------------------------------------------------- dists
