@@ -126,11 +126,11 @@ def _ours(
 def _chunked_product(args: dict[str, Any]) -> Run:
     import torch
 
-    from metrics.relevant_ranks import exact_chunk_rows
+    from metrics.knn import chunk_rows
 
     def run(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         features = torch.from_numpy(x)
-        rows = exact_chunk_rows(features.shape[0], features.device)
+        rows = chunk_rows(None, features.shape[0])
         squares = features.pow(2).sum(1)[None, :]
         out = torch.empty(rows, features.shape[0])
         for start in range(0, features.shape[0], rows):

@@ -38,9 +38,6 @@ from metrics.knn import chunk_rows
 NO_RANK = 2**62
 # ``RelevantRanks.depth`` when every rank is exact.
 EVERY_RANK = NO_RANK - 1
-# Scores per chunk of the exact pass on a CPU (32 MiB of float32; measured on 2 cores, 20k-60k
-# galleries, against chunks of 64 to 2048 queries).
-CPU_CHUNK_ELEMENTS = 2**23
 # Costs measured on one CPU thread (chunks of 279 × 30,000 scores, 14 thresholds): counting one
 # candidate (a gallery item within its row's worst threshold) by the sparse route, COUNT_NS;
 # counting a whole row by one batched search, FULL_ROW_NS per score. A row with more than
@@ -158,7 +155,7 @@ def exact_ranks(
         return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
     search = depth is not None and labels is not None and depth + 1 < n_gallery - 1
     dense_limit = FULL_ROW_FRACTION * n_gallery
-    rows = chunk_size or exact_chunk_rows(n_gallery, device)
+    rows = chunk_rows(chunk_size, n_gallery)
     gallery_sq = gallery.pow(2).sum(1)[None, :]
     # Reused by every chunk: fresh memory for each chunk's scores would cost page faults.
     score_rows = torch.empty(rows, n_gallery, dtype=queries.dtype, device=device)
@@ -209,15 +206,6 @@ def exact_ranks(
     if searched:
         return RelevantRanks(ranks, hits, depth, f"exact, top-k for {searched} of {n_query}")
     return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
-
-
-def exact_chunk_rows(n_gallery: int, device: torch.device) -> int:
-    """Queries per chunk of the exact pass: on a CPU at most ``CPU_CHUNK_ELEMENTS`` scores, so the
-    passes over a chunk after its matrix product stay in cache; elsewhere as many as
-    :func:`metrics.knn.chunk_rows` allows."""
-    if device.type == "cpu":
-        return max(1, min(8192, CPU_CHUNK_ELEMENTS // max(n_gallery, 1)))
-    return chunk_rows(None, n_gallery)
 
 
 def _thresholds(
