@@ -5,7 +5,7 @@
     python benchmarks/kmeans_speed.py --skip faiss --markdown kmeans.md
 
 The set is eval_speed.py's synthetic clustered one (``--classes`` Gaussian classes of at least 2
-samples, L2-normalised), K = ``--classes``, 20 iterations everywhere. Each measurement runs in
+samples, L2-normalised), K = ``--classes``, at most 20 rounds everywhere. Each measurement runs in
 a fresh spawned process; ``--repeat R`` runs every row R times, interleaved (row 1, row 2, …,
 row 1, …), and the table shows the fastest run (wall time; CPU time is that run's, over all
 threads). Ratios are against the floor measured in the same run.
@@ -17,14 +17,14 @@ Rows:
   of the block: rows×K, and rows×K' with K' = K rounded up to 64 (aligned rows, the layout our
   assignment uses); the faster one is the floor the ratios use.
 * ``floor + argmin``: the same with each block's ``argmin(1)``: a complete assignment pass.
-* ``ours, torch``: ``metrics.clustering.kmeans(x, K, backend="torch")``: 20 Lloyd rounds (the
-  updates and faiss's empty-cluster rule included) and the final nearest-centroid assignment.
+* ``ours, torch``: ``metrics.clustering.kmeans(x, K, backend="torch")``: up to 20 Lloyd rounds
+  (the updates and faiss's empty-cluster rule included) and the final nearest-centroid assignment.
 * ``ours, faiss``: the same call with ``backend="faiss"``: ``faiss.Kmeans`` with the
   reference's settings, then an ``IndexFlatL2`` assignment.
 * ``faiss.Kmeans``: the bare ``train`` with the same settings, and ``train`` + ``assign``.
 * ``ours, NMI + F1``: ``metrics.Evaluator(["nmi", "f1"], backend=...)``: the whole metric.
 
-Both k-means stop early at Lloyd's fixed point (faiss ≥ 1.15: when the objective is unchanged,
+Both k-means stop early at Lloyd's fixed point (faiss 1.15.1: when the objective is unchanged,
 its default ``early_stop_threshold=0``; ours: when the assignment is unchanged), so a converging
 set takes fewer than 20 rounds. ``passes`` counts the assignment passes (N×K products) a row
 made: our ``nearest_centroid`` calls, faiss's iterations and ``assign`` calls; "× floor per
