@@ -11,7 +11,8 @@ L2-normalised. Each measurement runs in a fresh process (spawned), so its peak m
 
 Rows:
 * ``floor: chunked product``: the bare similarity matrix product of every sample against all,
-  in the exact pass's chunks into one reused buffer, nothing else: what any exact ranking costs.
+  in the exact pass's chunks into one reused buffer, by its own product (numpy's BLAS on a
+  CPU), nothing else: what any exact ranking costs. ``chunked torch.addmm``: the same by torch.
 * ``faiss exact search k=1000``: a bare exact inner-product search (``IndexFlatIP``), k = 1000:
   what an exact R@1000 by search costs.
 * ``ours: full SOP suite``: R@1/10/100/1000, MAP@R, R-precision, MRR and the full-ranking mAP
@@ -123,22 +124,33 @@ def _ours(
     return setup
 
 
-def _chunked_product(args: dict[str, Any]) -> Run:
-    import torch
+def _chunked_product(backend: str) -> Callable[[dict[str, Any]], Run]:
+    """The bare chunked product of all against all into one reused buffer: by the rank pass's
+    own ``ScoreProduct`` (numpy's BLAS on a CPU) or by ``torch.addmm``."""
 
-    from metrics.knn import chunk_rows
+    def setup(args: dict[str, Any]) -> Run:
+        import torch
 
-    def run(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        features = torch.from_numpy(x)
-        rows = chunk_rows(None, features.shape[0])
-        squares = features.pow(2).sum(1)[None, :]
-        out = torch.empty(rows, features.shape[0])
-        for start in range(0, features.shape[0], rows):
-            chunk = features[start : start + rows]
-            torch.addmm(squares, chunk, features.T, alpha=-2, out=out[: chunk.shape[0]])
-        return {}
+        from metrics.knn import chunk_rows
+        from metrics.relevant_ranks import ScoreProduct
 
-    return run
+        def run(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+            features = torch.from_numpy(x)
+            rows = chunk_rows(None, features.shape[0])
+            out = torch.empty(rows, features.shape[0])
+            product = ScoreProduct(features)
+            squares = features.pow(2).sum(1)[None, :]
+            for start in range(0, features.shape[0], rows):
+                chunk = features[start : start + rows]
+                if backend == "ours":
+                    product(chunk, out[: chunk.shape[0]])
+                else:
+                    torch.addmm(squares, chunk, features.T, alpha=-2, out=out[: chunk.shape[0]])
+            return {}
+
+        return run
+
+    return setup
 
 
 def _faiss_search(args: dict[str, Any]) -> Run:
@@ -251,7 +263,8 @@ def _whole_process(side: str) -> Callable[[dict[str, Any]], Run]:
 
 
 TASKS = {
-    "floor: chunked product": _chunked_product,
+    "floor: chunked product": _chunked_product("ours"),
+    "chunked torch.addmm": _chunked_product("torch"),
     "faiss exact search k=1000": _faiss_search,
     "ours: full SOP suite": _ours(RANK_SUITE),
     "top-k path: SOP suite without mAP": _ours(TOPK_SUITE, ranking="topk"),
@@ -274,6 +287,7 @@ RATIOS = [
     ("ours: full SOP suite", "floor: chunked product", "≤ 2"),
     ("top-k path: SOP suite without mAP", "faiss exact search k=1000", ""),
     ("top-k path: SOP suite without mAP", "floor: chunked product", ""),
+    ("chunked torch.addmm", "floor: chunked product", ""),
     ("ours: NMI + F1", "floor: faiss k-means", ""),
     ("ours: P@1 + MAP@R", "PML: P@1 + MAP@R", ""),
     ("ours: P@1 + MAP@R", "PML (default k=None): P@1 + MAP@R", ""),
