@@ -11,8 +11,7 @@ L2-normalised. Each measurement runs in a fresh process (spawned), so its peak m
 
 Rows:
 * ``floor: chunked product``: the bare similarity matrix product of every sample against all,
-  in the exact pass's chunks into one reused buffer, by its own product (numpy's BLAS on a
-  CPU), nothing else: what any exact ranking costs. ``chunked torch.addmm``: the same by torch.
+  in the exact pass's chunks into one reused buffer, nothing else: what any exact ranking costs.
 * ``faiss exact search k=1000``: a bare exact inner-product search (``IndexFlatIP``), k = 1000:
   what an exact R@1000 by search costs.
 * ``ours: full SOP suite``: R@1/10/100/1000, MAP@R, R-precision, MRR and the full-ranking mAP
@@ -124,33 +123,22 @@ def _ours(
     return setup
 
 
-def _chunked_product(backend: str) -> Callable[[dict[str, Any]], Run]:
-    """The bare chunked product of all against all into one reused buffer: by the rank pass's
-    own ``ScoreProduct`` (numpy's BLAS on a CPU) or by ``torch.addmm``."""
+def _chunked_product(args: dict[str, Any]) -> Run:
+    import torch
 
-    def setup(args: dict[str, Any]) -> Run:
-        import torch
+    from metrics.knn import chunk_rows
 
-        from metrics.knn import chunk_rows
-        from metrics.relevant_ranks import ScoreProduct
+    def run(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        features = torch.from_numpy(x)
+        rows = chunk_rows(None, features.shape[0])
+        squares = features.pow(2).sum(1)[None, :]
+        out = torch.empty(rows, features.shape[0])
+        for start in range(0, features.shape[0], rows):
+            chunk = features[start : start + rows]
+            torch.addmm(squares, chunk, features.T, alpha=-2, out=out[: chunk.shape[0]])
+        return {}
 
-        def run(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-            features = torch.from_numpy(x)
-            rows = chunk_rows(None, features.shape[0])
-            out = torch.empty(rows, features.shape[0])
-            product = ScoreProduct(features)
-            squares = features.pow(2).sum(1)[None, :]
-            for start in range(0, features.shape[0], rows):
-                chunk = features[start : start + rows]
-                if backend == "ours":
-                    product(chunk, out[: chunk.shape[0]])
-                else:
-                    torch.addmm(squares, chunk, features.T, alpha=-2, out=out[: chunk.shape[0]])
-            return {}
-
-        return run
-
-    return setup
+    return run
 
 
 def _faiss_search(args: dict[str, Any]) -> Run:
@@ -263,8 +251,7 @@ def _whole_process(side: str) -> Callable[[dict[str, Any]], Run]:
 
 
 TASKS = {
-    "floor: chunked product": _chunked_product("ours"),
-    "chunked torch.addmm": _chunked_product("torch"),
+    "floor: chunked product": _chunked_product,
     "faiss exact search k=1000": _faiss_search,
     "ours: full SOP suite": _ours(RANK_SUITE),
     "top-k path: SOP suite without mAP": _ours(TOPK_SUITE, ranking="topk"),
@@ -287,7 +274,6 @@ RATIOS = [
     ("ours: full SOP suite", "floor: chunked product", "≤ 2"),
     ("top-k path: SOP suite without mAP", "faiss exact search k=1000", ""),
     ("top-k path: SOP suite without mAP", "floor: chunked product", ""),
-    ("chunked torch.addmm", "floor: chunked product", ""),
     ("ours: NMI + F1", "floor: faiss k-means", ""),
     ("ours: P@1 + MAP@R", "PML: P@1 + MAP@R", ""),
     ("ours: P@1 + MAP@R", "PML (default k=None): P@1 + MAP@R", ""),

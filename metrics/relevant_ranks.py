@@ -29,9 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from metrics.knn import chunk_rows
@@ -138,9 +136,8 @@ def exact_ranks(
     pass.
 
     ``self_position`` (Nq,): each query's gallery position, -1 when it is not in the gallery;
-    ``relevant``: :func:`relevant_positions`. Scores are ‖g‖² − 2 q·g (:class:`ScoreProduct`;
-    the per-row constant ‖q‖² cannot change a row's order), ``chunk_size`` queries at once on
-    the queries' device.
+    ``relevant``: :func:`relevant_positions`. Scores are ‖g‖² − 2 q·g (the per-row constant
+    ‖q‖² cannot change a row's order), ``chunk_size`` queries at once on the queries' device.
     Every rank is counted, a query with many candidates (more than ``FULL_ROW_FRACTION`` of
     its row within its worst relevant item: a poorly trained embedding, a large class) by one
     batched search of its whole row. With ``depth`` (and ``labels``, the query and gallery
@@ -159,9 +156,9 @@ def exact_ranks(
     search = depth is not None and labels is not None and depth + 1 < n_gallery - 1
     dense_limit = FULL_ROW_FRACTION * n_gallery
     rows = chunk_rows(chunk_size, n_gallery)
-    product = ScoreProduct(gallery)
+    gallery_sq = gallery.pow(2).sum(1)[None, :]
     # Reused by every chunk: fresh memory for each chunk's scores would cost page faults.
-    score_rows = torch.empty(rows, n_gallery, dtype=torch.float32, device=device)
+    score_rows = torch.empty(rows, n_gallery, dtype=queries.dtype, device=device)
     searched = 0
     with tqdm(
         total=n_query,
@@ -171,7 +168,9 @@ def exact_ranks(
     ) as progress:
         for start in range(0, n_query, rows):
             stop = min(start + rows, n_query)
-            scores = product(queries[start:stop], score_rows[: stop - start])
+            scores = torch.addmm(
+                gallery_sq, queries[start:stop], gallery.T, alpha=-2, out=score_rows[: stop - start]
+            )
             own = self_position[start:stop]
             inside = (own >= 0).nonzero().squeeze(1)
             scores[inside, own[inside]] = float("inf")
@@ -207,36 +206,6 @@ def exact_ranks(
     if searched:
         return RelevantRanks(ranks, hits, depth, f"exact, top-k for {searched} of {n_query}")
     return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
-
-
-class ScoreProduct:
-    """The score rows ‖g‖² − 2 q·g of query chunks against one gallery (Ng×D float32).
-
-    On a GPU one ``torch.addmm``. On a CPU one matrix product of the augmented rows [−2q, 1]
-    and [g, ‖g‖²] by numpy's BLAS (OpenBLAS in the pinned numpy wheel) with as many threads as
-    torch uses: 1.75× faster than torch's ``addmm`` for a 1,109 × 128 by 128 × 60,502 chunk on
-    the 2-core AMD machine this was measured on (0.094 s against 0.165 s). Scores differ from
-    ``addmm``'s by rounding only; every score and threshold of a row comes from the same product.
-    """
-
-    def __init__(self, gallery: torch.Tensor) -> None:
-        gallery = gallery.float()
-        self.on_cpu = gallery.device.type == "cpu"
-        squares = gallery.pow(2).sum(1, keepdim=True)
-        if self.on_cpu:
-            self.augmented = torch.cat([gallery, squares], 1).numpy()
-        else:
-            self.gallery, self.squares = gallery, squares.T
-
-    def __call__(self, queries: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Scores of ``queries`` (c×D) written into ``out`` (c×Ng, contiguous) and returned."""
-        if not self.on_cpu:
-            return torch.addmm(self.squares, queries.float(), self.gallery.T, alpha=-2, out=out)
-        ones = queries.new_ones(queries.shape[0], 1, dtype=torch.float32)
-        augmented = torch.cat([queries.float() * -2, ones], 1).numpy()
-        with threadpool_limits(torch.get_num_threads(), user_api="blas"):
-            np.matmul(augmented, self.augmented.T, out=out.numpy())
-        return out
 
 
 def _thresholds(
