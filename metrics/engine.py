@@ -145,17 +145,17 @@ class Evaluator:
             if readers:
                 depth = max(m.depth(inputs) for m in readers)
                 if relevant is None:
+                    gallery_labels = inputs.labels[inputs.gallery_index]
                     relevant = relevant_positions(
-                        inputs.query_labels, inputs.labels[inputs.gallery_index],
-                        inputs.self_position,
-                    )  # fmt: skip
+                        inputs.query_labels, gallery_labels, inputs.self_position
+                    )
                 if self.ranking != "topk":
                     inputs.ranks[space] = exact_ranks(
                         features[inputs.query_index],
                         features[inputs.gallery_index],
                         inputs.self_position,
                         relevant,
-                        labels=(inputs.query_labels, inputs.labels[inputs.gallery_index]),
+                        labels=(inputs.query_labels, gallery_labels),
                         depth=depth if self.ranking == "auto" else None,
                         chunk_size=self.chunk_size,
                         show_progress=progress,

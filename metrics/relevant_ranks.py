@@ -178,34 +178,50 @@ def exact_ranks(
             row, values, dense = _candidates(scores, worst, dense_limit)
             ranks[start:stop], hits[start:stop] = _count_within(thresholds, n_real, row, values)
             at = dense.nonzero().squeeze(1)
-            if at.numel() and not search:
-                ranks[start + at], hits[start + at] = _count_full_rows(
-                    scores[at], thresholds[at], n_real[at]
-                )
-            elif at.numel():
-                assert labels is not None and depth is not None
-                searched += at.numel()
-                nearest = scores[at].topk(depth + 1, dim=1, largest=False, sorted=True)
-                found_labels = labels[1][nearest.indices]
-                found, undetermined = ranks_from_neighbours(
-                    nearest.indices,
-                    nearest.values,
-                    found_labels == labels[0][start:stop][at, None],
-                    torch.ones_like(at, dtype=torch.bool),
-                    n_real[at],
-                )
-                columns = found.ranks.shape[1]
-                ranks[start + at, :columns], hits[start + at, :columns] = found.ranks, found.hits
-                ranks[start + at, columns:], hits[start + at, columns:] = NO_RANK, 0
-                if undetermined.numel():  # a tie group with relevant items runs past the search
-                    redo = at[undetermined]
-                    ranks[start + redo], hits[start + redo] = _count_full_rows(
-                        scores[redo], thresholds[redo], n_real[redo]
+            if at.numel():
+                if search:
+                    assert labels is not None and depth is not None
+                    searched += at.numel()
+                    chunk_labels = (labels[0][start:stop][at], labels[1])
+                    dense_ranks = _top_k_rows(
+                        scores[at], thresholds[at], n_real[at], chunk_labels, depth
                     )
+                else:
+                    dense_ranks = _count_full_rows(scores[at], thresholds[at], n_real[at])
+                ranks[start + at], hits[start + at] = dense_ranks
             progress.update(stop - start)
     if searched:
         return RelevantRanks(ranks, hits, depth, f"exact, top-k for {searched} of {n_query}")
     return RelevantRanks(ranks, hits, EVERY_RANK, "exact")
+
+
+def _top_k_rows(
+    scores: torch.Tensor,
+    thresholds: torch.Tensor,
+    n_real: torch.Tensor,
+    labels: tuple[torch.Tensor, torch.Tensor],
+    depth: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ranks, hits), r×M each, of score rows (r×Ng) from their ``depth`` + 1 smallest scores
+    (``labels``: the rows' query labels, the gallery labels), exact up to ``depth``; a row whose
+    last tie group is undetermined is counted whole."""
+    nearest = scores.topk(depth + 1, dim=1, largest=False, sorted=True)
+    found, undetermined = ranks_from_neighbours(
+        nearest.indices,
+        nearest.values,
+        labels[1][nearest.indices] == labels[0][:, None],
+        torch.ones_like(n_real, dtype=torch.bool),
+        n_real,
+    )
+    ranks = torch.full_like(thresholds, NO_RANK, dtype=torch.long)
+    hits = torch.zeros_like(ranks)
+    columns = found.ranks.shape[1]
+    ranks[:, :columns], hits[:, :columns] = found.ranks, found.hits
+    if undetermined.numel():  # a tie group with relevant items runs past the search
+        ranks[undetermined], hits[undetermined] = _count_full_rows(
+            scores[undetermined], thresholds[undetermined], n_real[undetermined]
+        )
+    return ranks, hits
 
 
 def _thresholds(
