@@ -74,7 +74,20 @@ def synthetic_set(n: int, classes: int, dim: int, seed: int) -> tuple[np.ndarray
     return x.astype(np.float32), labels.astype(np.int64)
 
 
-def _rss_kib(field: str) -> int:
+def use_threads(threads: int) -> None:
+    """torch's and (when installed) faiss's CPU threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def rss_kib(field: str) -> int:
     for line in pathlib.Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -84,23 +97,15 @@ def _rss_kib(field: str) -> int:
 def _measure(task: str, args: dict[str, Any], queue: Any) -> None:
     """Child process: build the data and the task (imports included), reset the peak-memory
     counter, time the task's run, report (seconds, peak MiB above the start, values)."""
-    import torch
-
-    torch.set_num_threads(args["threads"])
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(args["threads"])
-    except ImportError:
-        pass
+    use_threads(args["threads"])
     x, y = synthetic_set(args["n"], args["classes"], args["dim"], args["seed"])
     run = TASKS[task](args)
-    baseline = _rss_kib("VmRSS")
+    baseline = rss_kib("VmRSS")
     pathlib.Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (peak RSS)
     started = time.perf_counter()
     values = run(x, y)
     seconds = time.perf_counter() - started
-    peak = (_rss_kib("VmHWM") - baseline) / 1024
+    peak = (rss_kib("VmHWM") - baseline) / 1024
     # A whole-process row reports its command's own time and peak memory.
     seconds, peak = values.pop("command s", seconds), values.pop("command peak MiB", peak)
     queue.put((seconds, peak, values))

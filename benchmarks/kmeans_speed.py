@@ -52,7 +52,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.eval_speed import synthetic_set  # noqa: E402
+from benchmarks.eval_speed import rss_kib, synthetic_set, use_threads  # noqa: E402
 
 NITER = 20
 ALIGN = 64
@@ -152,35 +152,22 @@ PAIRS = [
 ]
 
 
-def _peak_kib() -> int:
-    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
-
-
 def _measure(task: str, settings: dict[str, Any], queue: Any) -> None:
     """Child process: the data, the task's setup, then (wall s, CPU s, passes, peak MiB,
     check)."""
     import torch
 
-    torch.set_num_threads(settings["threads"])
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(settings["threads"])
-    except ImportError:
-        pass
+    use_threads(settings["threads"])
     x, y = synthetic_set(settings["n"], settings["classes"], settings["dim"], settings["seed"])
     s = dict(settings, x=torch.from_numpy(x), y=torch.from_numpy(y), k=settings["classes"])
     s["passes"] = _count_passes()
     run = TASKS[task](s)
-    baseline = _peak_kib()
+    baseline = rss_kib("VmHWM")
     pathlib.Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (peak RSS)
     wall, cpu = time.perf_counter(), time.process_time()
     result = run()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = max(0, _peak_kib() - baseline) / 1024
+    peak = max(0, rss_kib("VmHWM") - baseline) / 1024
     queue.put((wall, cpu, s["passes"][0], peak, _check(result, s["y"])))
 
 
