@@ -74,6 +74,53 @@ def synthetic_set(n: int, classes: int, dim: int, seed: int) -> tuple[np.ndarray
     return x.astype(np.float32), labels.astype(np.int64)
 
 
+def set_parser(description: str, classes_help: str) -> argparse.ArgumentParser:
+    """The flags every evaluation benchmark shares: the synthetic set, threads, rows to skip,
+    the Markdown copy; numbers range-checked, defaults shown, bad input one line and exit 2."""
+    from parameters import DefaultsHelpFormatter, OneLineErrorParser
+    from utilities.flag_types import nonnegative_int, positive_int
+
+    parser = OneLineErrorParser(description=description, formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--n", type=positive_int, default=60502, help="samples (SOP test: 60,502)")
+    parser.add_argument("--classes", type=positive_int, default=11318, help=classes_help)
+    parser.add_argument("--dim", type=positive_int, default=128, help="embedding dimension")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the set")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch and faiss threads")
+    parser.add_argument("--skip", nargs="*", default=[], help="row-name substrings to skip")
+    parser.add_argument("--markdown", type=pathlib.Path, help="also write the table here")
+    return parser
+
+
+def check_set(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Before any work: the set can be built and the Markdown copy can be written."""
+    from utilities.errors import ConfigError
+    from utilities.outputs import check_writable
+
+    if args.n < 2 * args.classes:
+        parser.error(f"--n {args.n} must be at least 2 × --classes ({2 * args.classes})")
+    if args.markdown:
+        try:
+            check_writable(args.markdown, "--markdown")
+        except ConfigError as error:
+            parser.error(str(error))
+
+
+def write_markdown(path: pathlib.Path | None, table: str) -> None:
+    """The table (already printed) to ``path`` atomically; a failed write saves a fallback copy
+    and says where, in one line, exit 2."""
+    from utilities.errors import ConfigError
+    from utilities.files import atomic_write_text
+    from utilities.outputs import save_result
+
+    if path is None:
+        return
+    try:
+        save_result(path, lambda target: atomic_write_text(target, table + "\n"), "--markdown")
+    except ConfigError as error:
+        print(f"{pathlib.Path(sys.argv[0]).name}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def use_threads(threads: int) -> None:
     """torch's and (when installed) faiss's CPU threads."""
     import torch
@@ -289,12 +336,7 @@ RATIOS = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=60502, help="samples (SOP test: 60,502)")
-    parser.add_argument("--classes", type=int, default=11318, help="classes (SOP test: 11,318)")
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch and faiss CPU threads")
+    parser = set_parser(__doc__.split("\n")[0], "classes (SOP test: 11,318)")
     parser.add_argument(
         "--backends",
         nargs="+",
@@ -302,9 +344,8 @@ def main() -> None:
         choices=["auto", "torch"],
         help="backends of the top-k path rows (auto: faiss when installed)",
     )
-    parser.add_argument("--skip", nargs="*", default=[], help="row-name substrings to skip")
-    parser.add_argument("--markdown", type=pathlib.Path, help="also write the table here")
     args = parser.parse_args()
+    check_set(parser, args)
     settings = {k: getattr(args, k) for k in ("n", "classes", "dim", "seed", "threads")}
 
     import importlib.util
@@ -349,8 +390,7 @@ def main() -> None:
             lines.append(f"| {row} / {reference} | {ratio:.2f} | {goal} |")
     table = "\n".join(lines)
     print("\n" + table)
-    if args.markdown:
-        args.markdown.write_text(table + "\n", encoding="utf-8")
+    write_markdown(args.markdown, table)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ NMI of their clusters (computed after the clock stops) as a check that backends 
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import pathlib
@@ -52,7 +51,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.eval_speed import rss_kib, synthetic_set, use_threads  # noqa: E402
+from benchmarks.eval_speed import (  # noqa: E402
+    check_set,
+    rss_kib,
+    set_parser,
+    synthetic_set,
+    use_threads,
+    write_markdown,
+)
+from utilities.flag_types import positive_int  # noqa: E402
 
 NITER = 20
 ALIGN = 64
@@ -245,19 +252,15 @@ def _default_rows(classes: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=60502, help="samples (SOP test: 60,502)")
-    parser.add_argument("--classes", type=int, default=11318, help="K (SOP test: 11,318)")
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch and faiss CPU threads")
-    parser.add_argument("--rows", type=int, help="points per block of the floor rows")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per row (the fastest shown)")
-    parser.add_argument("--skip", nargs="*", default=[], help="row-name substrings to skip")
-    parser.add_argument("--markdown", type=pathlib.Path, help="also write the table here")
+    parser = set_parser(__doc__.split("\n")[0], "K (SOP test: 11,318)")
+    parser.add_argument(
+        "--rows", type=positive_int, help="points per block of the floor rows (default: by K)"
+    )
+    parser.add_argument(
+        "--repeat", type=positive_int, default=1, help="runs per row (the fastest shown)"
+    )
     args = parser.parse_args()
-    if args.n < 2 * args.classes:
-        raise SystemExit(f"--n {args.n} must be at least 2 × --classes ({2 * args.classes})")
+    check_set(parser, args)
     rows = args.rows or _default_rows(args.classes)
     settings = {k: getattr(args, k) for k in ("n", "classes", "dim", "seed", "threads")}
     settings["rows"] = rows
@@ -292,8 +295,7 @@ def main() -> None:
     best = {name: min(runs) for name, runs in results.items() if runs}
     table = _table(header, best, os.getloadavg(), load_before)
     print("\n" + table)
-    if args.markdown:
-        args.markdown.write_text(table + "\n", encoding="utf-8")
+    write_markdown(args.markdown, table)
 
 
 def _table(
