@@ -8,8 +8,8 @@ assign-to-nearest (chunked, memory O(chunk·K)) and centroid = mean of its point
 left without points is replaced by a slightly perturbed copy of a centroid drawn with
 probability proportional to its size minus one, which is then perturbed the other way
 (faiss's rule). The rounds stop early at Lloyd's fixed point, where the rest would change
-nothing, and that round's assignment is then the result. Cost: 21 assignment passes (20 rounds
-and the final one), each an N×K matrix product plus a row argmin; the benchmark
+nothing, and that round's assignment is then the result. Cost: at most 21 assignment passes
+(20 rounds and the final one), each an N×K matrix product plus a row argmin; the benchmark
 ``benchmarks/kmeans_speed.py`` measures both backends against 20 bare products.
 
 Cosine clustering (``spherical=True``, the ``c_nmi``/``c_f1`` metrics) runs the same k-means on
