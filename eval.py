@@ -7,8 +7,9 @@
     python eval.py --ers CKPT.rob28.json                 # scores any rob28/rob224 swipe file
 
 A checkpoint carries its options, so the model and the test data are rebuilt from it: nothing is
-repeated on the command line. An ``.npz`` file holds ``embeddings`` (N×D), ``labels`` (N) and
-optionally boolean ``query`` and ``gallery`` masks (both) for the query/gallery protocol.
+repeated on the command line. An ``.npz`` file holds ``embeddings`` (N×D), ``labels`` (N),
+optionally boolean ``query`` and ``gallery`` masks (both) for the query/gallery protocol and
+optionally ``uncertainty`` (N×D', an IDML model's uncertainty embeddings; never scored).
 The JSON output maps each metric key to its value. With ``--attack`` (repeatable) or ``--swipe``
 the checkpoint's test split is attacked instead (robrank's attack strings and swipe profiles,
 ``attacks/``); the swipe JSON is robrank's ``{attack_string: [benign, adversarial]}``.
@@ -42,7 +43,7 @@ from metrics.ers import (
 from parameters import DEFAULT_METRICS, DefaultsHelpFormatter, OneLineErrorParser
 from utilities.checkpoint import load_checkpoint, options_from_checkpoint, restore, split_size
 from utilities.device import select_device
-from utilities.embedding import embed_dataset, score_embeddings
+from utilities.embedding import embed_outputs, score_embeddings
 from utilities.embedding_files import read_embeddings, write_embeddings
 from utilities.errors import ConfigError, one_line
 from utilities.flag_types import nonnegative_int, positive_int
@@ -59,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--test_path", help="checkpoint written by main.py")
-    source.add_argument("--embeddings", help=".npz with embeddings, labels[, query, gallery]")
+    source.add_argument(
+        "--embeddings", help=".npz with embeddings, labels[, query, gallery, uncertainty]"
+    )
     source.add_argument(
         "--ers", metavar="SWIPE.json", help="print the ERS of a rob28/rob224 swipe JSON file"
     )
@@ -75,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="E.npz",
         default=None,
         help="with --test_path: also write the test split's embeddings, labels and query/gallery "
-        "masks here, in the --embeddings format",
+        "masks here, in the --embeddings format; for a model trained with --idml also its "
+        "uncertainty embeddings, as 'uncertainty' (one row per embedding; the metrics use the "
+        "embeddings only)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument(
@@ -162,22 +167,28 @@ def load_checkpoint_split(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]
 
 def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float | list[float]]:
     """The metrics of the checkpoint's test split; with ``--save_embeddings`` its embeddings,
-    labels and query/gallery masks are written first, in the ``--embeddings`` format."""
+    labels, query/gallery masks and (IDML model) uncertainty embeddings are written first, in the
+    ``--embeddings`` format."""
     opt, model, test, device = load_checkpoint_split(args)
     evaluator = metrics.Evaluator(
         args.evaluation_metrics or opt.evaluation_metrics, kmeans_seed=opt.seed
     )
-    embeds = embed_dataset(
+    with_uncertainty = bool(args.save_embeddings) and model.uncertainty_head is not None
+    outputs = embed_outputs(
         model,
         test,
+        ("embeds", "uncertainty") if with_uncertainty else ("embeds",),
         batch_size=opt.bs,
         num_workers=opt.num_workers,
         device=device,
         precision=Precision(opt.amp, device),
         description="embedding Test",
     )
+    embeds = outputs["embeds"]
     if args.save_embeddings:
         arrays = {"embeddings": embeds.cpu().numpy(), "labels": np.asarray(test.labels)}
+        if with_uncertainty:
+            arrays["uncertainty"] = outputs["uncertainty"].cpu().numpy()
         if test.query is not None:
             arrays.update(query=np.asarray(test.query), gallery=np.asarray(test.gallery))
         save_result(
@@ -185,14 +196,15 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float | list[floa
             lambda target: write_embeddings(target, arrays),
             "--save_embeddings",
         )
-        print(f"Wrote {args.save_embeddings} ({len(embeds)} embeddings)")
+        extra = " and uncertainty embeddings" if with_uncertainty else ""
+        print(f"Wrote {args.save_embeddings} ({len(embeds)} embeddings{extra})")
     return score_embeddings(evaluator, embeds, test, model, with_arrays=True)
 
 
 def evaluate_embeddings(args: argparse.Namespace) -> dict[str, float | list[float]]:
     """Every metric of ``--evaluation_metrics`` on the arrays of ``--embeddings``, computed on
     ``--device`` (a GPU when present) with ``--seed`` (default 0) seeding k-means."""
-    embeddings, labels, query, gallery = read_embeddings(args.embeddings)
+    embeddings, labels, query, gallery, _ = read_embeddings(args.embeddings)  # no uncertainty
     evaluator = metrics.Evaluator(
         args.evaluation_metrics or DEFAULT_METRICS,
         kmeans_seed=args.seed if args.seed is not None else 0,

@@ -31,6 +31,7 @@ import defenses
 import metrics
 import parameters
 from defenses.base import NonFiniteLossError, TrainingStep
+from utilities import selection
 from utilities.checkpoint import (
     load_checkpoint,
     plain_options,
@@ -43,7 +44,7 @@ from utilities.embedding import embed_dataset, evaluate_dataset
 from utilities.errors import ConfigError, TrainingError, one_line
 from utilities.logger import RunLog, summary
 from utilities.online_logging import OnlineLogger
-from utilities.optimization import build_optimizer, build_scheduler
+from utilities.optimization import Schedules, build_optimizer
 from utilities.precision import Precision
 from utilities.run_setup import (
     check_run_dir_possible,
@@ -98,13 +99,15 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
         if name in eval_splits:
             eval_splits[name].check_files(name, opt.num_workers)
 
-    # Model, loss (with its miner), optimizer over both, schedule.
+    # Model, loss (with its miner), optimizer over both, the training step (which may hold
+    # more optimizers), one schedule per optimizer.
     model = architectures.build(opt).to(device)
     criterion = criteria.build(opt).to(device)
     optimizer = build_optimizer(opt, model, criterion)
-    scheduler = build_scheduler(opt, optimizer)
     precision = Precision(opt.amp, device)
     step = defenses.build(opt, model, criterion, optimizer, precision)
+    warmup_epochs = max(opt.warmup_epochs, criterion.generator_warmup_epochs)
+    scheduler = Schedules(opt, step.optimizers, warmup_epochs)
     evaluator = metrics.Evaluator(opt.evaluation_metrics, kmeans_seed=opt.seed)
     directions = {m.key: m.higher_is_better for m in metrics.build_metrics(opt.evaluation_metrics)}
 
@@ -137,6 +140,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
         for epoch in range(start_epoch + 1, opt.n_epochs + 1):
             started = time.time()
             refresh_sampler_embeddings(sampler, model, data.evaluation, device, precision, opt)
+            step.begin_epoch(epoch)
             terms = train_one_epoch(step, train_loader, device, epoch, opt)
             train_time = time.time() - started
             last_results = {
@@ -153,7 +157,7 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
                 )
                 for split, dataset in eval_splits.items()
             }
-            scheduler.step()
+            scheduler.step(epoch)
 
             improved = [
                 (split, name)
@@ -198,12 +202,15 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
         raise KeyboardInterrupt(interrupted_message(run_dir)) from None
 
     splits = summary(log.history, list(eval_splits), opt.storage_metrics, directions)
+    rule, key = selection.rule(opt), opt.storage_metrics[0]
+    chosen = selection.selected(log.history, rule, key, directions[key])
     write_json(
         run_dir / "training_summary.json",
         {
             "epochs": opt.n_epochs,
             "seed": opt.seed,
             "group": opt.group,
+            "selection": chosen,
             "splits": splits,
             "options": plain_options(opt),
         },
@@ -216,6 +223,11 @@ def train(argv: Sequence[str] | None = None) -> dict[str, float]:
     for name, best in splits.get("Test", {}).get("best", {}).items():
         print(f"Best test {name}: {best['value']:.4f} at epoch {best['epoch']} "
               f"({run_dir / f'checkpoint_Test_{name}.pth'})")  # fmt: skip
+    if chosen is not None and rule != "last":
+        split = "validation" if rule == "val" else "test"
+        print(f"Selected epoch ({rule}: best {key} on the {split} split): {chosen['epoch']}, "
+              f"test {format_metrics(chosen['test'])}"
+              + (f" [{chosen['note']}]" if "note" in chosen else ""))  # fmt: skip
     print(f"Run folder: {run_dir}")
     print(f"Last checkpoint: {run_dir / 'checkpoint_last.pth'}")
     return final

@@ -27,7 +27,7 @@ import defenses
 import metrics
 from defenses import adversary
 from defenses.grammar import resolve_defense
-from utilities import robrank_command
+from utilities import config_file, robrank_command, selection, warmup
 from utilities.errors import ConfigError
 from utilities.flag_types import (
     Range,
@@ -38,6 +38,8 @@ from utilities.flag_types import (
     positive_int,
 )
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("step", "multistep", "steplr", "linear", "none")
 DEFAULT_METRICS = ["e_recall@1", "e_recall@2", "e_recall@4", "nmi", "f1", "mAP_R"]
 
 
@@ -59,8 +61,66 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def optimization_parameters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("learning-rate schedule, warm-up, gradient clipping")
+    group.add_argument(
+        "--scheduler",
+        default="step",
+        choices=SCHEDULES,
+        help="schedule of every optimizer of the run, stepped once per epoch: step or multistep "
+        "(MultiStepLR at --tau by --gamma, the Revisiting-DML reference), steplr (StepLR: "
+        "× --gamma every --lr_decay_step epochs, PA/IDML --lr-decay-step/--lr-decay-gamma, DADA "
+        "'step'), linear (LinearLR from --lr_linear_start to --lr_linear_end of the rate over "
+        "--lr_linear_length epochs), none",
+    )
+    group.add_argument(
+        "--gamma", type=positive_float, default=0.3, help="decay factor of step/multistep/steplr"
+    )
+    group.add_argument(
+        "--tau",
+        type=positive_int,
+        nargs="+",
+        default=[1000],
+        help="MultiStepLR milestones (epochs)",
+    )
+    group.add_argument(
+        "--lr_decay_step", type=positive_int, default=10, help="StepLR period (epochs)"
+    )
+    group.add_argument(
+        "--lr_linear_start", type=positive_float, default=1.0, help="LinearLR start factor"
+    )
+    group.add_argument(
+        "--lr_linear_end", type=positive_float, default=0.01, help="LinearLR end factor"
+    )
+    group.add_argument(
+        "--lr_linear_length", type=positive_int, default=20, help="LinearLR length (epochs)"
+    )
+    group.add_argument(
+        "--scheduler_after_warmup",
+        action="store_true",
+        help="the schedules start stepping only after the warm-up epochs (--warmup_epochs and "
+        "an adversarial loss's generator warm-up), as DADA; by default they step through it, "
+        "as PA/IDML",
+    )
+    group.add_argument(
+        "--grad_clip_value",
+        type=nonnegative_float,
+        default=0.0,
+        help="clip every gradient value to [-v, v] before each optimizer step (PA/IDML: 10); "
+        "0 = off",
+    )
+    warmup.add_arguments(group)
+
+
 def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
+    group.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.yaml",
+        help="a DADA reference config (the layout of its configs/*.yaml): the reference's "
+        "defaults, then the file's keys, then the flags given here",
+    )
     group.add_argument("--dataset", default="digits", help="dataset key (default: bundled digits)")
     group.add_argument(
         "--use_tv_split", action="store_true", help="split a validation set off train"
@@ -81,7 +141,7 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--augmentation",
         default="base",
-        choices=["base", "adv", "big", "red", "none"],
+        choices=["base", "adv", "big", "red", "auto", "none"],
         help="training augmentation (dataset default for digits/mnist/fashion: none)",
     )
     group.add_argument("--lr", type=positive_float, default=1e-5, help="network learning rate")
@@ -107,17 +167,11 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bs", type=positive_int, default=112, help="batch size")
     group.add_argument("--seed", type=nonnegative_int, default=1, help="random seed")
     group.add_argument(
-        "--scheduler", default="step", choices=["step", "none"], help="learning-rate schedule"
+        "--optim",
+        default="adam",
+        choices=OPTIMIZERS,
+        help="adam, adamw (decoupled weight decay: the PA/IDML recipe) or sgd (momentum 0.9)",
     )
-    group.add_argument("--gamma", type=positive_float, default=0.3, help="MultiStepLR decay factor")
-    group.add_argument(
-        "--tau",
-        type=positive_int,
-        nargs="+",
-        default=[1000],
-        help="MultiStepLR milestones (epochs)",
-    )
-    group.add_argument("--optim", default="adam", choices=["adam", "sgd"], help="optimizer")
     group.add_argument("--loss", default="margin", help="loss key (criteria/)")
     group.add_argument("--batch_mining", default="distance", help="batch miner key (batch_mining/)")
     group.add_argument(
@@ -156,6 +210,7 @@ def basic_training_parameters(parser: argparse.ArgumentParser) -> None:
         help="compute the metrics on the training device (GPU); by default embeddings move to "
         "the CPU for the metrics, as in the reference, keeping GPU memory for training",
     )
+    selection.add_arguments(group)
     group.add_argument(
         "--storage_metrics",
         nargs="+",
@@ -237,13 +292,16 @@ def build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
         formatter_class=DefaultsHelpFormatter,
     )
     basic_training_parameters(parser)
+    optimization_parameters(parser)
     batch_creation_parameters(parser)
     defense_parameters(parser)
     wandb_parameters(parser)
     datasets.DATASETS.add_arguments(parser, "dataset-specific")
+    architectures.add_arguments(parser)
     architectures.ARCHITECTURES.add_arguments(parser, "architecture-specific")
     datasampler.SAMPLERS.add_arguments(parser, "sampler-specific")
     batch_mining.MINERS.add_arguments(parser, "miner-specific")
+    criteria.add_introspection_arguments(parser)
     criteria.CRITERIA.add_arguments(parser, "loss-specific")
     defenses.DEFENSES.add_arguments(parser, "defense-specific")
     return parser
@@ -298,13 +356,27 @@ def format_value(value: object) -> str:
     return str(value)
 
 
+def read_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, object]:
+    """The values of ``--config FILE`` (when given), installed as the parser's defaults so that
+    flags on the command line override them."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--config", default=None)
+    path = probe.parse_known_args(argv)[0].config
+    if path is None:
+        return {}
+    values = config_file.config_values(path, parser)
+    parser.set_defaults(**values)
+    return values
+
+
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
     """Parse, apply dataset defaults to flags not given, validate. Returns (opt, explicit flags)."""
     given = list(sys.argv[1:] if argv is None else argv)
     argv, translation = robrank_command.expand(given)
     parser = build_parser()
+    from_file = read_config(parser, argv)
     opt = parser.parse_args(argv)
-    explicit = explicit_flags(parser, argv)
+    explicit = explicit_flags(parser, argv) | set(from_file)
     if translation:
         translated = explicit_flags(parser, argv[: len(argv) - len(given)])
         kept = sorted(translated & explicit_flags(parser, given))
@@ -333,8 +405,11 @@ def validate(opt: argparse.Namespace) -> None:
     criteria.CRITERIA.get(opt.loss)
     datasampler.SAMPLERS.get(opt.data_sampler)
     criteria.check_miner(opt)
+    criteria.check_introspection(opt)
     check_batch_composition(opt)
     defenses.validate(opt)
+    warmup.check_options(opt)
+    selection.rule(opt)
     arrays = {m.key for m in metrics.build_metrics(opt.evaluation_metrics) if not m.scalar}
     missing = [m for m in opt.storage_metrics if m not in opt.evaluation_metrics]
     if missing:

@@ -14,7 +14,8 @@ BNINCEPTION_URL = "http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52de
 
 @ARCHITECTURES.register("bninception")
 class BNInception(EmbeddingModel):
-    """pretrainedmodels BN-Inception; features = adaptive average pool of inception_5b (B×1024).
+    """pretrainedmodels BN-Inception; features = adaptive average pool of inception_5b (B×1024);
+    GAP + GMP with `_double`.
 
     Its Caffe weights expect BGR images in 0–255 minus the BGR mean (104, 117, 128), std 1:
     x' = flip_bgr(x) · 255 − (104, 117, 128). The reference writes the same thing as
@@ -25,6 +26,7 @@ class BNInception(EmbeddingModel):
     input_spec = InputSpec(
         size=224, channels=3, mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0), bgr=True, scale=255.0
     )
+    pooling_module = "global_pool"
     weights_url = BNINCEPTION_URL
     classifier_prefixes = ("last_linear.",)
 

@@ -16,10 +16,12 @@ class C2F2(EmbeddingModel):
 
     Conv(1→32, k5, p2)–ReLU–MaxPool2 – Conv(32→64, k5, p2)–ReLU–MaxPool2 – Flatten(3136)
     – FC(3136→1024)–ReLU = features (B×1024); last_linear FC(1024→embed_dim) = embedding.
-    Trained from scratch: it has no pretrained weights and never looks for any.
+    Trained from scratch: it has no pretrained weights and never looks for any. It flattens its
+    feature map instead of pooling it (`pooling_module = None`), so `_double` is refused.
     """
 
     input_spec = InputSpec(size=28, channels=1, mean=(0.0,), std=(1.0,), fixed_size=True)
+    pooling_module = None
 
     def build_backbone(self) -> tuple[nn.Module, int]:
         net = nn.Sequential(

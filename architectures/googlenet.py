@@ -15,7 +15,8 @@ GOOGLENET_URL = "https://download.pytorch.org/models/googlenet-1378be20.pth"
 
 @ARCHITECTURES.register("googlenet")
 class GoogLeNetEmbedding(EmbeddingModel):
-    """torchvision GoogLeNet without auxiliary heads; features = global average pool (B×1024).
+    """torchvision GoogLeNet without auxiliary heads; features = global average pool (B×1024);
+    GAP + GMP with `_double`.
 
     Input side 227 as in the reference. torchvision's ImageNet weights were trained on
     x' = (x − 0.5) / 0.5; its pretrained model gets there with `transform_input=True`, which maps
@@ -26,6 +27,7 @@ class GoogLeNetEmbedding(EmbeddingModel):
     """
 
     input_spec = InputSpec(size=227, channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    pooling_module = "avgpool"
     weights_url = GOOGLENET_URL
     classifier_prefixes = ("fc.", "aux1.", "aux2.")
 

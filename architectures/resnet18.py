@@ -14,7 +14,8 @@ RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
 @ARCHITECTURES.register("resnet18")
 class ResNet18(EmbeddingModel):
-    """torchvision ResNet-18; features = global average pool of layer4 (B×512).
+    """torchvision ResNet-18; features = global average pool of layer4 (B×512), GAP + GMP with
+    `_double`.
 
     f = avgpool(layer4(...conv1(x'))), e = last_linear(f) with last_linear: 512 → embed_dim.
     The CUB/Cars/SOP backbone of the robustness experiments (Zhou et al., "Enhancing Adversarial
@@ -22,6 +23,7 @@ class ResNet18(EmbeddingModel):
     """
 
     input_spec = IMAGENET
+    pooling_module = "avgpool"
     weights_url = RESNET18_URL
     classifier_prefixes = ("fc.",)
 

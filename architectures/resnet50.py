@@ -14,7 +14,8 @@ RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 
 @ARCHITECTURES.register("resnet50")
 class ResNet50(EmbeddingModel):
-    """torchvision ResNet-50; features = global average pool of layer4 (B×2048).
+    """torchvision ResNet-50; features = global average pool of layer4 (B×2048), GAP + GMP with
+    `_double` (IDML's `Resnet50`; DADA's `resnet50_frozen_layernorm_double`).
 
     f = avgpool(layer4(...conv1(x'))), e = last_linear(f) with last_linear: 2048 → embed_dim.
     The reference's headline model (Roth et al., "Revisiting Training Strategies and
@@ -22,6 +23,7 @@ class ResNet50(EmbeddingModel):
     """
 
     input_spec = IMAGENET
+    pooling_module = "avgpool"
     weights_url = RESNET50_URL
     classifier_prefixes = ("fc.",)
 

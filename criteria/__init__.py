@@ -15,6 +15,7 @@ from utilities.errors import ConfigError
 CRITERIA = Registry("loss", "--loss")
 
 import_components(__name__, __path__)
+from criteria import introspective
 from criteria.base import Criterion
 
 
@@ -30,6 +31,17 @@ def check_miner(opt: argparse.Namespace) -> None:
             f"--batch_mining: miner {miner_key!r} cannot be used with --loss {opt.loss}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
+
+
+def add_introspection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of IDML's introspective similarity (:mod:`criteria.introspective`)."""
+    group = parser.add_argument_group("introspective similarity (--idml)")
+    introspective.add_arguments(group)
+
+
+def check_introspection(opt: argparse.Namespace) -> None:
+    """ConfigError when ``--idml`` is given with a loss that has no introspective form."""
+    introspective.check_options(opt)
 
 
 def build(opt: argparse.Namespace) -> Criterion:

@@ -67,6 +67,23 @@ class Criterion(nn.Module):
         """Optimizer parameter groups of the loss's own parameters (lr set, weight_decay 0)."""
         return []
 
+    # An adversarial loss (DADA) also holds discriminators that minimise their own objective.
+    # The training step gives them their own optimizer over ``discriminator_groups()`` and, per
+    # batch, runs ``discriminator_steps`` updates of ``discriminator_loss`` on the detached
+    # embeddings before the network's update on ``forward`` (the generator loss). For the first
+    # ``generator_warmup_epochs`` epochs only the discriminators train.
+    discriminator_steps = 0
+    generator_warmup_epochs = 0
+
+    def discriminator_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups of the discriminators (empty: the loss has none)."""
+        return []
+
+    def discriminator_loss(self, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The discriminators' loss on detached embeddings B×D (minimised over their
+        parameters only)."""
+        raise NotImplementedError
+
 
 def zero_loss(embeds: torch.Tensor) -> torch.Tensor:
     """A zero loss that keeps the graph to the embeddings (nothing mined, nothing to learn)."""

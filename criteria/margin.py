@@ -10,7 +10,8 @@ from torch import nn
 
 from batch_mining.base import BatchMiner
 from criteria import CRITERIA
-from criteria.base import Criterion, distances, zero_loss
+from criteria.base import Criterion, zero_loss
+from criteria.introspective import Introspection
 from utilities.flag_types import nonnegative_float, positive_float
 
 
@@ -31,9 +32,17 @@ class MarginLoss(Criterion):
 
     The reference's divisor is the number of triplets with at least one non-zero term (it adds two
     boolean tensors, a logical or); ``--loss_margin_reference_pair_count`` reproduces it.
+
+    With ``--idml`` (an ``uncertainty`` B×E in the context) d is the introspective distance of
+    :mod:`criteria.introspective` (pair form, IDML, Wang et al., TPAMI 2023):
+
+        d_I = sqrt(d²·exp(−(‖û_a − û_b‖² + c)/(λ·d²)) + 1e-8),   d² = ‖a − b‖²
+
+    (distance-weighted sampling still mines on the plain embeddings).
     """
 
     requires_batchminer = True
+    introspective = True
 
     def __init__(self, opt: argparse.Namespace, miner: BatchMiner | None = None) -> None:
         super().__init__(opt, miner)
@@ -41,6 +50,7 @@ class MarginLoss(Criterion):
         self.nu = opt.loss_margin_nu
         self.beta_lr = opt.loss_margin_beta_lr
         self.reference_pair_count = opt.loss_margin_reference_pair_count
+        self.introspection = Introspection.from_options(opt)
         self.beta: nn.Parameter | float
         if opt.loss_margin_beta_constant:
             self.beta = float(opt.loss_margin_beta)
@@ -84,9 +94,7 @@ class MarginLoss(Criterion):
         mined = self.tuples(embeds, labels, context.get("mined"))
         if len(mined) == 0:
             return zero_loss(embeds)
-        anchor = embeds[mined[:, 0]]
-        d_ap = distances(anchor, embeds[mined[:, 1]])
-        d_an = distances(anchor, embeds[mined[:, 2]])
+        d_ap, d_an = self.introspection.triplet_distances(embeds, mined, context.get("uncertainty"))
         if isinstance(self.beta, nn.Parameter):
             beta = self.beta[labels[mined[:, 0]]]
         else:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from batch_mining.base import BatchMiner, class_masks
 from criteria import CRITERIA
 from criteria.base import Criterion
+from criteria.introspective import Introspection
 from utilities.flag_types import finite_float, nonnegative_float, positive_float
 
 
@@ -30,7 +31,15 @@ class MultiSimilarityLoss(Criterion):
 
     α = pos_weight, β = neg_weight, ε = margin, λ = thresh. Computed for all anchors at once as
     masked log-sum-exps (numerically stable for any β).
+
+    With ``--idml`` (an ``uncertainty`` B×E in the context) S is the introspective similarity
+    matrix of :mod:`criteria.introspective` (pair form, IDML, Wang et al., TPAMI 2023), in the
+    pair mining and in both terms:
+
+        S_I,ij = 1 − (1 − S_ij)·exp(−(‖û_i − û_j‖² + c)/(λ·‖x̂_i − x̂_j‖²)),  ‖x̂_i − x̂_j‖² = 2 − 2S_ij
     """
+
+    introspective = True
 
     def __init__(self, opt: argparse.Namespace, miner: BatchMiner | None = None) -> None:
         super().__init__(opt, miner)
@@ -38,6 +47,7 @@ class MultiSimilarityLoss(Criterion):
         self.neg_weight = opt.loss_multisimilarity_neg_weight
         self.margin = opt.loss_multisimilarity_margin
         self.thresh = opt.loss_multisimilarity_thresh
+        self.introspection = Introspection.from_options(opt)
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -70,6 +80,9 @@ class MultiSimilarityLoss(Criterion):
         positives, negatives = class_masks(labels.to(embeds.device))
         normed = F.normalize(embeds, dim=1)
         sim = normed @ normed.T
+        uncertainty = context.get("uncertainty")
+        if uncertainty is not None:
+            sim = self.introspection.similarity_matrix(sim, uncertainty)
         with torch.no_grad():
             inf = torch.full_like(sim, float("inf"))
             hardest_positive = torch.where(positives, sim, inf).min(1, keepdim=True).values

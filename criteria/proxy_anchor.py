@@ -12,6 +12,7 @@ from torch import nn
 from batch_mining.base import BatchMiner
 from criteria import CRITERIA
 from criteria.base import Criterion
+from criteria.introspective import Introspection
 from criteria.proxy_utils import require_classes
 from utilities.flag_types import nonnegative_float, positive_float
 
@@ -29,7 +30,14 @@ class ProxyAnchorLoss(Criterion):
     normalised only inside the cosine, and train at ``--lr`` × ``--loss_proxy_anchor_lrmulti``
     (100, the official recipe) with the network's weight decay ``--decay``: the official code
     overrides only the proxies' learning rate, so its optimizer's weight decay applies to them.
+
+    With ``--idml`` (an ``uncertainty`` B×E in the context) s is the introspective similarity of
+    :mod:`criteria.introspective` (IDML, Wang et al., TPAMI 2023), in both exponents:
+
+        s_I(x,p) = 1 − (1 − cos(x,p))·exp(−(‖û‖² + c)/(λ·‖x̂ − p‖²)),  p the raw proxy
     """
+
+    introspective = True
 
     def __init__(self, opt: argparse.Namespace, miner: BatchMiner | None = None) -> None:
         super().__init__(opt, miner)
@@ -41,6 +49,7 @@ class ProxyAnchorLoss(Criterion):
         proxies = torch.empty(opt.n_classes, opt.embed_dim)
         nn.init.kaiming_normal_(proxies, mode="fan_out")
         self.proxies = nn.Parameter(proxies)
+        self.introspection = Introspection.from_options(opt)
 
     @staticmethod
     def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -65,14 +74,18 @@ class ProxyAnchorLoss(Criterion):
 
     def forward(self, embeds: torch.Tensor, labels: torch.Tensor, **context: Any) -> torch.Tensor:
         labels = labels.to(embeds.device)
-        proxies = F.normalize(self.proxies, dim=1).to(embeds.dtype)
-        cosines = F.normalize(embeds, dim=1) @ proxies.T
-        is_positive = F.one_hot(labels, len(proxies)).bool()
+        uncertainty = context.get("uncertainty")
+        if uncertainty is None:
+            proxies = F.normalize(self.proxies, dim=1).to(embeds.dtype)
+            cosines = F.normalize(embeds, dim=1) @ proxies.T
+        else:
+            cosines = self.introspection.proxy_similarities(embeds, self.proxies, uncertainty)
+        is_positive = F.one_hot(labels, len(self.proxies)).bool()
         pos_exp = torch.exp(-self.alpha * (cosines - self.delta)).masked_fill(~is_positive, 0)
         neg_exp = torch.exp(self.alpha * (cosines + self.delta)).masked_fill(is_positive, 0)
         with_positives = is_positive.any(0)
         pos_term = torch.log1p(pos_exp.sum(0))[with_positives].sum() / with_positives.sum()
-        neg_term = torch.log1p(neg_exp.sum(0)).sum() / len(proxies)
+        neg_term = torch.log1p(neg_exp.sum(0)).sum() / len(self.proxies)
         return pos_term + neg_term
 
     def param_groups(self) -> list[dict[str, Any]]:

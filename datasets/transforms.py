@@ -10,6 +10,8 @@ normalisation happens inside the model. The sizes follow the reference table (re
   evaluation as ``base``.
 - ``big``: train RRC(R) → HFlip; evaluation Resize(R) → CenterCrop(R) (the reference's 256 crops).
 - ``red``: train Resize(R) → RandomCrop(S) → HFlip; evaluation as ``base``.
+- ``auto``: train AutoAugment (torchvision's ImageNet policy) → RRC(S) → HFlip; evaluation as
+  ``base`` (DADA's Cars recipe, methods.md §B.4).
 - ``none``: Resize((S, S)) for both; the default of the 28×28 datasets, which RobRank feeds
   through ToTensor only (an exact resize, so any image reaches the spec's shape).
 
@@ -26,7 +28,7 @@ from PIL import Image
 from architectures.input_spec import InputSpec
 from utilities.errors import ConfigError
 
-AUGMENTATIONS = ("base", "adv", "big", "red", "none")
+AUGMENTATIONS = ("base", "adv", "big", "red", "auto", "none")
 
 
 class ConvertMode:
@@ -79,6 +81,11 @@ def train_transform(augmentation: str, spec: InputSpec) -> Callable[[Image.Image
         ],
         "big": [T.RandomResizedCrop(resized), T.RandomHorizontalFlip()],
         "red": [T.Resize(resized), T.RandomCrop(size), T.RandomHorizontalFlip()],
+        "auto": [
+            T.AutoAugment(T.AutoAugmentPolicy.IMAGENET),
+            T.RandomResizedCrop(size),
+            T.RandomHorizontalFlip(),
+        ],
         "none": [T.Resize((size, size))],
     }
     return T.Compose([ConvertMode(spec.channels), *steps[augmentation], T.ToTensor()])

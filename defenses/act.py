@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from defenses import DEFENSES
-from defenses.adversary import TripletDefense, metric_distance, perturbed_triplets
+from defenses.adversary import TripletDefense, concat_outputs, metric_distance, perturbed_triplets
 from defenses.base import Terms
 
 
@@ -28,32 +28,37 @@ class AntiCollapseTriplet(TripletDefense):
     d is ``--defense_metric`` (N: Euclidean on L2-normalised embeddings). Terms: ``loss``
     (= L_ACT), ``loss_benign`` (the loss on the benign triplets, no gradient),
     ``collapse_distance`` (mean d(f(p̃), f(ñ)) of the train-mode embeddings), ``pgd_iterations``.
-    Serves every loss trained on mined triplets.
+    Serves every loss trained on mined triplets; with ``--idml`` the loss's introspective
+    similarity uses the uncertainties of the three blocks.
     """
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> Terms:
-        benign = self.adversary.benign(images)
+        benign_outputs = self.adversary.benign_outputs(images)
+        benign = benign_outputs["embeds"]
         mined = perturbed_triplets(self.criterion.miner(benign, labels), self.anchor_mode)
         if len(mined) == 0:
             return self.skip(images.device)
         anchor, positive, negative = mined.T
         with torch.no_grad():
-            loss_benign = self.criterion(benign, labels, mined=mined)
+            context = self.loss_context(benign_outputs)
+            loss_benign = self.criterion(benign, labels, mined=mined, **context)
         count = len(mined)
         result = self.adversary.perturb(
             torch.cat([images[positive], images[negative]]),
             lambda embeds: metric_distance(embeds[:count], embeds[count:], self.metric).mean(),
         )
-        anchor_embeds = self.forward(images[anchor])["embeds"]
-        pair_embeds = self.forward(result.adversarial)["embeds"]
+        outputs = concat_outputs(self.forward(images[anchor]), self.forward(result.adversarial))
+        anchor_embeds, positive_embeds, negative_embeds = outputs["embeds"].split(count)
+        uncertainty = outputs.get("uncertainty")
         loss = self.triplet_loss(
-            anchor_embeds, pair_embeds[:count], pair_embeds[count:], labels, mined
+            anchor_embeds, positive_embeds, negative_embeds, labels, mined, uncertainty
         )
         self.update(loss)
         self.passes = result.iterations + 1
         with torch.no_grad():
-            pair = self.form(pair_embeds)
-            collapse = metric_distance(pair[:count], pair[count:], self.metric).mean()
+            collapse = metric_distance(
+                self.form(positive_embeds), self.form(negative_embeds), self.metric
+            ).mean()
         return {
             "loss": loss.detach(),
             "loss_benign": loss_benign,

@@ -23,6 +23,7 @@ import architectures
 from attacks.base import embedding_form
 from attacks.pgd import PGDResult, pgd
 from criteria import CRITERIA
+from defenses import mixup
 from defenses.base import Terms, TrainingStep
 from utilities.embedding import evaluating
 from utilities.errors import ConfigError
@@ -134,10 +135,16 @@ class Adversary:
         return embedding_form(embeds.float(), self.metric)
 
     @torch.no_grad()
+    def benign_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's outputs (raw embeddings, features, uncertainty with ``--idml``) of the
+        clean images in eval mode (no gradient), as float32."""
+        with evaluating(self.model), self.precision.autocast():
+            outputs = self.model(images)
+        return {name: value.float() for name, value in outputs.items()}
+
     def benign(self, images: torch.Tensor) -> torch.Tensor:
         """The model's raw embeddings of the clean images in eval mode (no gradient)."""
-        with evaluating(self.model), self.precision.autocast():
-            return self.model(images)["embeds"].float()
+        return self.benign_outputs(images)["embeds"]
 
     def perturb(
         self,
@@ -160,12 +167,17 @@ class Adversary:
 
 class AdversarialStep(TrainingStep):
     """A training step with an adversary (``self.adversary``) built from the ``--defense_*``
-    flags (their ranges are checked by their argparse types)."""
+    flags (their ranges are checked by their argparse types). The adversarial steps do not
+    train IDML's input mixup (``--input_mixup`` is rejected at start-up)."""
 
     def __init__(self, opt: argparse.Namespace, *args: object) -> None:
         super().__init__(opt, *args)  # type: ignore[arg-type]
         self.adversary = Adversary.from_options(opt, self.model, self.precision)
         self.metric = self.adversary.metric
+
+    @classmethod
+    def check_options(cls, opt: argparse.Namespace) -> None:
+        mixup.check_unsupported(opt, cls.registry_key)
 
 
 def triplet_losses() -> list[str]:
@@ -177,8 +189,15 @@ def triplet_losses() -> list[str]:
     ]
 
 
+def concat_outputs(*outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The outputs of several forward passes as one batch (each output concatenated)."""
+    return {name: torch.cat([output[name] for output in outputs]) for name in outputs[0]}
+
+
 class TripletDefense(AdversarialStep):
-    """An adversarial step that perturbs mined triplets and trains the loss on them."""
+    """An adversarial step that perturbs mined triplets and trains the loss on them. With
+    ``--idml`` the uncertainties of the three triplet blocks go to the loss with them (the
+    introspective similarity applies to the adversarial triplets)."""
 
     def __init__(self, opt: argparse.Namespace, *args: object) -> None:
         super().__init__(opt, *args)
@@ -190,6 +209,7 @@ class TripletDefense(AdversarialStep):
 
     @classmethod
     def check_options(cls, opt: argparse.Namespace) -> None:
+        super().check_options(opt)
         servable = triplet_losses()
         if opt.loss not in servable:
             raise ConfigError(
@@ -204,14 +224,17 @@ class TripletDefense(AdversarialStep):
         negative: torch.Tensor,
         labels: torch.Tensor,
         mined: torch.Tensor,
+        uncertainty: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The loss on T triplets given as three T×D embedding blocks (``labels`` and ``mined``
-        of the batch the triplets were mined from)."""
+        of the batch the triplets were mined from); ``uncertainty`` (3T×E, with ``--idml``) the
+        uncertainties of the anchor, positive and negative blocks, in that order."""
         count = len(mined)
         index = torch.arange(count, device=anchor.device)
         reindexed = torch.stack([index, index + count, index + 2 * count], dim=1)
         embeds = torch.cat([anchor, positive, negative])
-        return self.criterion(embeds, labels[mined.T.reshape(-1)], mined=reindexed)
+        context = {} if uncertainty is None else {"uncertainty": uncertainty}
+        return self.criterion(embeds, labels[mined.T.reshape(-1)], mined=reindexed, **context)
 
     def skip(self, device: torch.device) -> Terms:
         """The terms of a batch without a triplet to perturb; nothing is updated."""

@@ -20,6 +20,7 @@ from torch import nn
 
 from criteria.base import Criterion
 from utilities.precision import Precision
+from utilities.warmup import Warmup
 
 Terms = dict[str, torch.Tensor]
 
@@ -54,6 +55,11 @@ class TrainingStep:
         self.optimizer = optimizer
         self.precision = precision
         self.passes = 1
+        self.clip_value = opt.grad_clip_value
+        self.warmup = Warmup(opt, model, criterion)
+        groups = criterion.discriminator_groups()
+        self.discriminator_optimizer = torch.optim.Adam(groups) if groups else None
+        self.generator_active = True
 
     @classmethod
     def check_options(cls, opt: argparse.Namespace) -> None:
@@ -62,6 +68,42 @@ class TrainingStep:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> Terms:
         raise NotImplementedError
 
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Every optimizer of the step (the network's first); the schedules run over all."""
+        extra = [self.discriminator_optimizer] if self.discriminator_optimizer else []
+        return [self.optimizer, *extra]
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called by the loop before epoch ``epoch`` (1-based): the warm-up's trainable set and,
+        for an adversarial loss, whether the network (the generator) trains this epoch."""
+        self.warmup.apply(epoch)
+        self.generator_active = epoch > self.criterion.generator_warmup_epochs
+
+    @staticmethod
+    def loss_context(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The model outputs a criterion reads besides the embeddings (``features``, and
+        ``uncertainty`` with ``--idml``)."""
+        return {name: outputs[name] for name in ("features", "uncertainty") if name in outputs}
+
+    def train_discriminators(self, embeds: torch.Tensor, labels: torch.Tensor) -> Terms:
+        """An adversarial loss's discriminator updates on the detached embeddings, before the
+        network's update: ``criterion.discriminator_steps`` steps of its own optimizer, each on a
+        fresh ``criterion.discriminator_loss``. Returns ``loss_discriminator`` (their mean), or
+        nothing for a loss without discriminators."""
+        if self.discriminator_optimizer is None:
+            return {}
+        embeds = embeds.detach()
+        losses = []
+        for _ in range(self.criterion.discriminator_steps):
+            loss = self.criterion.discriminator_loss(embeds, labels)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(loss.item())
+            self.discriminator_optimizer.zero_grad(set_to_none=True)
+            self.precision.backward_and_step(loss, self.discriminator_optimizer)
+            losses.append(loss.detach())
+        return {"loss_discriminator": torch.stack(losses).mean()}
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The model's outputs in its current mode, embeddings as float32."""
         with self.precision.autocast():
@@ -69,15 +111,20 @@ class TrainingStep:
         return {name: value.float() for name, value in outputs.items()}
 
     def update(self, loss: torch.Tensor) -> None:
-        """One optimizer step on ``loss``: zero the gradients, backward (scaled under AMP),
-        step. A non-finite loss raises :class:`NonFiniteLossError` before anything changes."""
+        """One optimizer step on ``loss``: zero the gradients, backward (scaled under AMP), clip
+        the gradient values at ``--grad_clip_value`` when set, step. A non-finite loss raises
+        :class:`NonFiniteLossError` before anything changes."""
         if not torch.isfinite(loss):
             raise NonFiniteLossError(loss.item())
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_and_step(loss, self.optimizer)
+        self.precision.backward_and_step(loss, self.optimizer, self.clip_value)
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        """State carried across batches; a subclass adds its own to this."""
+        if self.discriminator_optimizer is None:
+            return {}
+        return {"discriminator_optimizer": self.discriminator_optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        del state
+        if self.discriminator_optimizer is not None:
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])

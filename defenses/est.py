@@ -23,15 +23,17 @@ class EmbeddingShiftedTriplet(AdversarialStep):
 
         L_EST = L(f(x̃), y)
 
-    d is ``--defense_metric``. Serves every loss (proxy losses included). Terms: ``loss``
+    d is ``--defense_metric``. Serves every loss (proxy losses included); with ``--idml`` the
+    loss's introspective similarity uses the adversarial embeddings' uncertainties. Terms: ``loss``
     (= L_EST), ``loss_benign`` (the loss on the benign embeddings, eval mode, no gradient),
     ``embedding_shift`` (mean d(f(x̃), f(x)) of the train-mode embeddings), ``pgd_iterations``.
     """
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> Terms:
-        benign = self.adversary.benign(images)
+        benign_outputs = self.adversary.benign_outputs(images)
+        benign = benign_outputs["embeds"]
         with torch.no_grad():
-            loss_benign = self.criterion(benign, labels)
+            loss_benign = self.criterion(benign, labels, **self.loss_context(benign_outputs))
         origin = embedding_form(benign, self.metric)
         offset = torch.randint(-1, 2, origin.shape, device=origin.device).to(origin.dtype)
         target = origin + 1e-7 * offset
@@ -39,7 +41,7 @@ class EmbeddingShiftedTriplet(AdversarialStep):
             images, lambda embeds: -metric_distance(embeds, target, self.metric).sum()
         )
         outputs = self.forward(result.adversarial)
-        loss = self.criterion(outputs["embeds"], labels, features=outputs["features"])
+        loss = self.criterion(outputs["embeds"], labels, **self.loss_context(outputs))
         self.update(loss)
         self.passes = result.iterations + 1
         with torch.no_grad():

@@ -12,7 +12,13 @@ import torch.nn.functional as F
 
 import batch_mining
 from defenses import DEFENSES
-from defenses.adversary import TripletDefense, hardness, metric_distance, perturbed_triplets
+from defenses.adversary import (
+    TripletDefense,
+    concat_outputs,
+    hardness,
+    metric_distance,
+    perturbed_triplets,
+)
 from defenses.base import Terms
 from utilities.errors import ConfigError
 from utilities.flag_types import nonnegative_float, positive_float
@@ -53,7 +59,8 @@ class HardnessManipulation(TripletDefense):
         L = L(ã, p̃, ñ) + λ·mean_i [d(a_i, ã_i) − d(a_i, p_i) + m]₊   (the second term: ICS)
 
     with a, p the benign anchor and positive (``--defense_ics``, λ, m). Serves every loss
-    trained on mined triplets; the source miner replaces the loss's own miner. Terms:
+    trained on mined triplets (with ``--idml``, its introspective similarity on the
+    uncertainties of the three blocks); the source miner replaces the loss's own miner. Terms:
     ``loss``, ``loss_adversarial`` (ℓ_t), ``loss_benign``, ``loss_ics``, ``hardness_benign``
     (mean H_S of the benign source triplets), ``hardness_source`` (mean H̃_S after PGD),
     ``hardness_destination`` (mean H_D), ``pgd_iterations``.
@@ -169,14 +176,16 @@ class HardnessManipulation(TripletDefense):
             )
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> Terms:
-        benign = self.adversary.benign(images)
+        benign_outputs = self.adversary.benign_outputs(images)
+        benign = benign_outputs["embeds"]
         unit = self.form(benign)
         mined = perturbed_triplets(self.source(unit, labels), self.anchor_mode)
         if len(mined) == 0:
             return self.skip(images.device)
         anchor, positive, negative = mined.T
         with torch.no_grad():
-            loss_benign = self.criterion(benign, labels, mined=mined)
+            context = self.loss_context(benign_outputs)
+            loss_benign = self.criterion(benign, labels, mined=mined, **context)
             benign_hardness = hardness(unit[anchor], unit[positive], unit[negative], self.metric)
             target = self.destination_hardness(unit, labels, mined, benign_hardness)
         count = len(mined)
@@ -206,12 +215,13 @@ class HardnessManipulation(TripletDefense):
                 self.forward(torch.cat([images[anchor], images[positive]]))["embeds"]
             ).split(count)
         if self.fix_anchor:
-            embeds = torch.cat([self.forward(images[anchor])["embeds"],
-                                self.forward(adversarial)["embeds"]])  # fmt: skip
+            outputs = concat_outputs(self.forward(images[anchor]), self.forward(adversarial))
         else:
-            embeds = self.forward(adversarial)["embeds"]
-        adv_anchor, adv_positive, adv_negative = embeds.split(count)
-        loss_adversarial = self.triplet_loss(adv_anchor, adv_positive, adv_negative, labels, mined)
+            outputs = self.forward(adversarial)
+        adv_anchor, adv_positive, adv_negative = outputs["embeds"].split(count)
+        loss_adversarial = self.triplet_loss(
+            adv_anchor, adv_positive, adv_negative, labels, mined, outputs.get("uncertainty")
+        )
         loss = loss_adversarial
         if self.ics:
             ics = self.ics_lambda * intra_class_structure(
@@ -266,9 +276,10 @@ class HardnessManipulation(TripletDefense):
         return F.kl_div(moved.log_softmax(0), target.softmax(0), reduction="sum")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"previous_loss": self.previous_loss}
+        return {**super().state_dict(), "previous_loss": self.previous_loss}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.previous_loss = float(state["previous_loss"])
 
 

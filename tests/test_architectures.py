@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 import architectures
-from architectures import ARCHITECTURES, parse_arch
+from architectures import ARCHITECTURES, ArchName, parse_arch
 from architectures.base import BATCH_NORMS
 from utilities.errors import ConfigError
 
@@ -75,7 +75,7 @@ def test_every_arch_builds_and_returns_embeds_and_features(base: str, suffixes: 
     ],
 )
 def test_parse_arch_accepts_suffixes_in_any_order(name: str, expected: tuple) -> None:
-    assert parse_arch(name) == expected
+    assert parse_arch(name) == ArchName(*expected)
 
 
 @pytest.mark.parametrize(

@@ -276,7 +276,8 @@ def test_transforms_shape_and_range(augmentation, spec):
 
 
 def test_unknown_augmentation():
-    with pytest.raises(ConfigError, match="--augmentation.*'huge'.*base, adv, big, red, none"):
+    expected = "--augmentation.*'huge'.*base, adv, big, red, auto, none"
+    with pytest.raises(ConfigError, match=expected):
         eval_transform("huge", RGB32)
 
 

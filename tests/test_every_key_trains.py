@@ -37,6 +37,11 @@ FAST = [
 ]  # fmt: skip
 
 
+# A loss whose first epochs train only its discriminators (DADA's d_warmup) trains the network
+# from the first epoch here.
+LOSS_FLAGS = {"dadaproxy": ["--loss_dadaproxy_d_warmup", "0"]}
+
+
 class Case(NamedTuple):
     loss: str
     miner: str | None
@@ -130,7 +135,7 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 def test_key_trains_on_digits(case: Case, tmp_path, monkeypatch):
     initial = record_initial_state(monkeypatch)
     flags = [*FAST, "--save_path", str(tmp_path), "--loss", case.loss]
-    flags += ["--data_sampler", case.sampler]
+    flags += ["--data_sampler", case.sampler, *LOSS_FLAGS.get(case.loss, [])]
     if case.miner:
         flags += ["--batch_mining", case.miner]
     final = main.train(flags)

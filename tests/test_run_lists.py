@@ -540,3 +540,43 @@ def test_two_digits_runs_train_then_skip(tmp_path):
     assert again.returncode == 0
     assert "skip first: finished" in again.stdout and "skip second: finished" in again.stdout
     assert "2 jobs: 0 done, 2 skipped, 0 failed" in again.stdout
+
+
+# Methods_Runs.sh: methods.md §A.4 (IDML-PA), §A.8 (PA, ResNet-50 rows), §B.3 (DADA).
+METHOD_RECIPES = {  # name -> (dataset, lr, StepLR period, gamma)
+    "PA_CUB": ("cub200", 1e-4, 5, 0.5),
+    "PA_CARS": ("cars196", 1e-4, 10, 0.5),
+    "IDML_PA_CUB": ("cub200", 6e-4, 5, 0.5),
+    "IDML_PA_CARS": ("cars196", 2.5e-4, 10, 0.5),
+    "IDML_PA_SOP": ("online_products", 6e-4, 10, 0.25),
+}
+PA_RECIPE = {
+    "arch": "resnet50_frozen_double_normalize", "embed_dim": 512, "loss": "proxy_anchor",
+    "loss_proxy_anchor_alpha": 32.0, "loss_proxy_anchor_delta": 0.1,
+    "loss_proxy_anchor_lrmulti": 100.0, "data_sampler": "shuffle", "bs": 120, "optim": "adamw",
+    "decay": 1e-4, "n_epochs": 60, "scheduler": "steplr", "warmup_epochs": 5,
+    "freeze_bn_affine": True, "warmup_unfreezes_bn_affine": True, "grad_clip_value": 10.0,
+    "model_selection": "test", "seed": 1,
+}  # fmt: skip
+
+
+def test_methods_runs_parse_to_the_papers_recipes(tmp_path):
+    commands = dry_run("Methods_Runs.sh", tmp_path)
+    names = [option(c, "--savename") for c in commands]
+    assert names == [*METHOD_RECIPES, *(f"DADA_{d}" for d in
+                     ("cub200", "cars196", "online_products", "inshop"))]  # fmt: skip
+    for command, name in zip(commands, names, strict=True):
+        opt = parse(command[2:])
+        if name.startswith("DADA_"):
+            assert opt.loss == "dadaproxy" and opt.dataset == name[5:]
+            assert opt.model_selection == "test" and opt.scheduler_after_warmup
+            assert opt.n_epochs == {"cub200": 60, "cars196": 60}.get(opt.dataset, 200)
+            continue
+        dataset, lr, period, gamma = METHOD_RECIPES[name]
+        assert options(opt, PA_RECIPE) == PA_RECIPE, name
+        assert (opt.dataset, opt.lr, opt.lr_decay_step, opt.gamma) == (dataset, lr, period, gamma)
+        idml = name.startswith("IDML_")
+        assert (opt.idml, opt.loss_idml_normalize_uncertainty, opt.input_mixup) == (idml,) * 3
+        sop = dataset == "online_products"
+        assert ("e_recall@100" in opt.evaluation_metrics) == sop
+        assert ("e_recall@8" in opt.evaluation_metrics) == (not sop)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,6 @@ def evaluating(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-@torch.no_grad()
 def embed_dataset(
     model: nn.Module,
     dataset: Dataset,
@@ -39,6 +38,32 @@ def embed_dataset(
     description: str = "embedding",
 ) -> torch.Tensor:
     """Embeddings (N×D float32, on ``device``) of the whole dataset, in dataset order."""
+    return embed_outputs(
+        model,
+        dataset,
+        ("embeds",),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        precision=precision,
+        description=description,
+    )["embeds"]
+
+
+@torch.no_grad()
+def embed_outputs(
+    model: nn.Module,
+    dataset: Dataset,
+    keys: Sequence[str],
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    precision: Precision,
+    description: str = "embedding",
+) -> dict[str, torch.Tensor]:
+    """``{key: N×… float32 on device}``: the model outputs ``keys`` (``"embeds"``, and e.g.
+    ``"uncertainty"`` of an IDML model) of the whole dataset, in dataset order, in eval mode."""
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -46,14 +71,16 @@ def embed_dataset(
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
     )
-    chunks = []
+    chunks: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
     with evaluating(model):
         for images, _, _ in tqdm(
             loader, desc=description, leave=False, dynamic_ncols=True, disable=None
         ):
             with precision.autocast():
-                chunks.append(model(images.to(device, non_blocking=True))["embeds"].float())
-    return torch.cat(chunks)
+                outputs = model(images.to(device, non_blocking=True))
+            for key in keys:
+                chunks[key].append(outputs[key].float())
+    return {key: torch.cat(parts) for key, parts in chunks.items()}
 
 
 def evaluate_dataset(

@@ -1,7 +1,10 @@
 """The ``.npz`` embeddings format of ``eval.py --embeddings`` and ``--save_embeddings``.
 
 Arrays: ``embeddings`` (N×D real numbers), ``labels`` (N integers) and, for the query/gallery
-protocol, boolean ``query`` and ``gallery`` masks (both or neither); other arrays are ignored.
+protocol, boolean ``query`` and ``gallery`` masks (both or neither); optionally ``uncertainty``
+(N×D' real numbers, the IDML uncertainty embedding of each row, written by ``--save_embeddings``
+for a model with ``--idml``: read and checked, never used by the metrics); other arrays are
+ignored.
 Everything is validated where it is read: one ConfigError line names the file, what it holds and
 what was expected.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import pathlib
 import zipfile
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,9 +22,19 @@ from utilities.files import atomic_write
 
 FLAG = "--embeddings"
 FORMAT = (
-    "an .npz archive (numpy.savez) with 'embeddings' (N×D), 'labels' (N) and optional boolean "
-    "'query' and 'gallery' masks"
+    "an .npz archive (numpy.savez) with 'embeddings' (N×D), 'labels' (N), optional boolean "
+    "'query' and 'gallery' masks and an optional 'uncertainty' (N×D')"
 )
+
+
+class EmbeddingArrays(NamedTuple):
+    """The validated content of an embeddings file."""
+
+    embeddings: np.ndarray  # float32 N×D
+    labels: np.ndarray  # int64 (N,)
+    query: np.ndarray | None  # bool (N,), with gallery
+    gallery: np.ndarray | None
+    uncertainty: np.ndarray | None  # float32 N×D' (IDML), or None when the file has none
 
 
 def _fail(path: pathlib.Path, found: str) -> ConfigError:
@@ -36,10 +50,8 @@ def _array(content: np.lib.npyio.NpzFile, key: str, path: pathlib.Path) -> np.nd
         raise _fail(path, f"has an unreadable '{key}' ({error})") from None
 
 
-def read_embeddings(
-    path_text: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(embeddings float32 N×D, labels int64 (N,), query mask or None, gallery mask or None)."""
+def read_embeddings(path_text: str) -> EmbeddingArrays:
+    """The arrays of an embeddings file, validated (see `EmbeddingArrays`)."""
     path = pathlib.Path(path_text)
     if not path.is_file():
         raise ConfigError(f"{FLAG}: no file at {path}")
@@ -56,15 +68,25 @@ def read_embeddings(
         embeddings = _array(content, "embeddings", path)
         labels = _array(content, "labels", path)
         masks = {k: _array(content, k, path) for k in ("query", "gallery") if k in content.files}
+        uncertainty = (
+            _array(content, "uncertainty", path) if "uncertainty" in content.files else None
+        )
     if embeddings.ndim != 2 or embeddings.shape[0] < 2 or embeddings.shape[1] < 1:
         raise _fail(path, f"has embeddings of shape {embeddings.shape} (at least 2×1 needed)")
-    is_real = np.issubdtype(embeddings.dtype, np.floating) or np.issubdtype(
-        embeddings.dtype, np.integer
-    )
-    if not is_real:
+    if not _is_real(embeddings):
         raise _fail(path, f"has embeddings of dtype {embeddings.dtype}, not real numbers")
     if not np.isfinite(embeddings).all():
         raise _fail(path, "has NaN or infinite embeddings")
+    if uncertainty is not None:
+        rows = embeddings.shape[0]
+        if uncertainty.ndim != 2 or uncertainty.shape[0] != rows or uncertainty.shape[1] < 1:
+            raise _fail(
+                path, f"has 'uncertainty' of shape {uncertainty.shape} for {rows} embeddings"
+            )
+        if not _is_real(uncertainty):
+            raise _fail(path, f"has 'uncertainty' of dtype {uncertainty.dtype}, not real numbers")
+        if not np.isfinite(uncertainty).all():
+            raise _fail(path, "has NaN or infinite 'uncertainty' values")
     if labels.shape != (embeddings.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise _fail(
             path,
@@ -78,16 +100,22 @@ def read_embeddings(
             raise _fail(path, f"has '{key}' {mask.dtype} {mask.shape}, not bool {labels.shape}")
         if not mask.any():
             raise _fail(path, f"has an all-False '{key}' mask (no {key} sample)")
-    return (
+    return EmbeddingArrays(
         embeddings.astype(np.float32),
         labels.astype(np.int64),
         masks.get("query"),
         masks.get("gallery"),
+        None if uncertainty is None else uncertainty.astype(np.float32),
     )
 
 
+def _is_real(array: np.ndarray) -> bool:
+    return np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+
+
 def write_embeddings(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` (``embeddings``, ``labels`` and optional masks) atomically."""
+    """Write ``arrays`` (``embeddings``, ``labels``, optional masks and ``uncertainty``)
+    atomically."""
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as handle:

@@ -23,8 +23,16 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    def backward_and_step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip_value: float = 0.0
+    ) -> None:
+        """Backward (scaled), then, when ``clip_value`` > 0, clip every gradient of the
+        optimizer's parameters to [−clip_value, clip_value] (unscaled first), then step."""
         self.scaler.scale(loss).backward()
+        if clip_value > 0:
+            self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_value_(params, clip_value)
         self.scaler.step(optimizer)
         self.scaler.update()
 
