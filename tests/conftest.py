@@ -8,7 +8,9 @@ import pathlib
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
+import pytest
 import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -16,6 +18,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module of small ops (``pytestmark =
+    pytest.mark.usefixtures("one_thread")``): a second intra-op thread only adds synchronisation
+    and spins on a loaded machine; restored afterwards for the other modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def straight_and_killed_runs(

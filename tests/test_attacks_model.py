@@ -22,15 +22,7 @@ from attacks.runner import AttackRunner
 from metrics.ers import SUBSET_KEY, ers_score, ers_terms
 from utilities.checkpoint import load_checkpoint, options_from_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small batches of small ops: one torch thread is as fast and does not spin on a loaded
-    machine; restored afterwards for the other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FAST = "eps=0.30196:alpha=0.011764:pgditer=5"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,14 +20,7 @@ from utilities.errors import ConfigError
 TRIPLET_MINERS = [key for key, miner in MINERS.items() if miner.output == "triplets"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """The batches here are tiny: a second intra-op thread only adds synchronisation (10× slower
-    statistical tests on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache

@@ -5,7 +5,6 @@ and their reference spellings (methods.md §B.1–§B.3)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -23,12 +22,7 @@ N_CLASSES = 5
 DIM = 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def options(*flags: str, n_classes: int = N_CLASSES, dim: int = DIM):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -35,12 +34,7 @@ ISM_LOSSES = introspective.introspective_losses()
 NAIVE: dict[str, object] = {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_opt(*flags: str, embed_dim: int = EMBED_DIM, **overrides: object) -> argparse.Namespace:

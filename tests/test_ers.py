@@ -18,15 +18,7 @@ from attacks.runner import AttackRunner
 from metrics.ers import ERS_TERMS, ers_score, ers_terms, format_ers_table
 from utilities.errors import ConfigError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small batches of small ops: one torch thread is as fast and does not spin on a loaded
-    machine; restored afterwards for the other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TERMS = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT")

@@ -71,3 +71,13 @@ def test_dada_trains_and_evaluates_on_an_image_folder_layout(tmp_path):
 def test_idml_trains_and_evaluates_on_an_image_folder_layout(tmp_path):
     train_and_evaluate(tmp_path, "inshop", "c2f2_normalize", "--loss", "proxy_anchor", "--idml",
                        "--input_mixup")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_methods_benchmark_prints_a_row_per_method(capsys):
+    from benchmarks import methods_digits
+
+    assert methods_digits.main_cli(["--epochs", "1", "--seeds", "0", "--methods", "PA",
+                                    "DADA-PA"]) == 0  # fmt: skip
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| PA", "| DADA-PA"]

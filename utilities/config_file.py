@@ -57,7 +57,8 @@ GENERAL_KEYS: dict[str, str] = {
 }
 SCHEDULER_NAMES = {"step": "steplr", "multi": "multistep", "linear": "linear", "none": "none"}
 # The reference's parameters.py defaults of the keys above (its loss keys' defaults are the DADA
-# flags' defaults). Its 'step' schedule is StepLR.
+# flags' defaults). Its 'step' schedule is StepLR. Machine settings (kernels, paths, gpu) keep
+# ours unless the file sets them.
 REFERENCE_DEFAULTS: dict[str, Any] = {
     "dataset": "cub200",
     "arch": "resnet50_frozen_layernorm_double",
@@ -80,7 +81,6 @@ REFERENCE_DEFAULTS: dict[str, Any] = {
     "augmentation": "base",
     "loss": "dadaproxy",
     "seed": 0,
-    "kernels": 4,
     "evaluation_metrics": [*(f"e_recall@{k}" for k in (1, 2, 4, 8)), "nmi", "f1", "mAP_R"],
     "storage_metrics": ["e_recall@1"],
 }

@@ -10,6 +10,8 @@ optimizers (an adversarial loss's discriminators); :class:`Schedules` gives each
 from __future__ import annotations
 
 import argparse
+import re
+import warnings
 from typing import Any
 
 import torch
@@ -62,6 +64,9 @@ def build_schedule(
     return schedules.MultiStepLR(optimizer, milestones=[], gamma=1.0)
 
 
+SCHEDULE_ORDER_WARNING = "Detected call of `lr_scheduler.step()` before `optimizer.step()`"
+
+
 class Schedules:
     """One ``--scheduler`` per optimizer, stepped together after each epoch. With
     ``--scheduler_after_warmup`` the epochs of the warm-up (``--warmup_epochs`` and the loss's
@@ -79,8 +84,12 @@ class Schedules:
     def step(self, epoch: int) -> None:
         """After epoch ``epoch`` (1-based)."""
         if epoch > self.hold_epochs:
-            for schedule in self.schedules:
-                schedule.step()
+            with warnings.catch_warnings():
+                # An optimizer that did not step this epoch (an adversarial loss's generator
+                # warm-up) still follows the epoch count; torch warns about that order.
+                warnings.filterwarnings("ignore", re.escape(SCHEDULE_ORDER_WARNING))
+                for schedule in self.schedules:
+                    schedule.step()
 
     def state_dict(self) -> dict[str, Any]:
         return {"schedules": [schedule.state_dict() for schedule in self.schedules]}
