@@ -106,8 +106,8 @@ def optimization_parameters(parser: argparse.ArgumentParser) -> None:
         "--grad_clip_value",
         type=nonnegative_float,
         default=0.0,
-        help="clip every gradient value to [-v, v] before each optimizer step (PA/IDML: 10); "
-        "0 = off",
+        help="clip every gradient value to [-v, v] before each step of the network's optimizer "
+        "(network and loss parameters; PA/IDML: 10); 0 = off",
     )
     warmup.add_arguments(group)
 

@@ -97,10 +97,7 @@ class TrainingStep:
         losses = []
         for _ in range(self.criterion.discriminator_steps):
             loss = self.criterion.discriminator_loss(embeds, labels)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(loss.item())
-            self.discriminator_optimizer.zero_grad(set_to_none=True)
-            self.precision.backward_and_step(loss, self.discriminator_optimizer)
+            self.optimizer_step(loss, self.discriminator_optimizer)
             losses.append(loss.detach())
         return {"loss_discriminator": torch.stack(losses).mean()}
 
@@ -114,10 +111,17 @@ class TrainingStep:
         """One optimizer step on ``loss``: zero the gradients, backward (scaled under AMP), clip
         the gradient values at ``--grad_clip_value`` when set, step. A non-finite loss raises
         :class:`NonFiniteLossError` before anything changes."""
+        self.optimizer_step(loss, self.optimizer, self.clip_value)
+
+    def optimizer_step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip_value: float = 0.0
+    ) -> None:
+        """Non-finite check, zero_grad, backward through ``Precision`` (clipping at
+        ``clip_value`` > 0), step of ``optimizer``."""
         if not torch.isfinite(loss):
             raise NonFiniteLossError(loss.item())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_and_step(loss, self.optimizer, self.clip_value)
+        optimizer.zero_grad(set_to_none=True)
+        self.precision.backward_and_step(loss, optimizer, clip_value)
 
     def state_dict(self) -> dict[str, Any]:
         """State carried across batches; a subclass adds its own to this."""
